@@ -1,0 +1,1 @@
+"""The reference triage assistant, served by `langgraph dev` as assistant `agent`."""

@@ -1,0 +1,185 @@
+"""Command line: wires configuration to the pipeline and prints. Results on stdout, logs on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+from triage import __version__
+from triage.config import Settings, load_settings, masked
+from triage.devserver import DevServer
+from triage.errors import TriageError
+from triage.message import Unparseable
+from triage.pipeline import BackfillPlan, Pipeline, Prepared, Summary, Triaged, backfill
+from triage.progress import Progress
+from triage.prompt import PromptRenderer
+from triage.runs import RunsClient
+from triage.sources import Source
+from triage.sources.files import FileSource
+from triage.sources.imap import ImapSource
+from triage.store import Store
+
+SAMPLE_MAILBOX = Path(__file__).resolve().parent / "sample" / "inbox.mbox"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except TriageError as exc:
+        print(f"triage: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("triage: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="triage", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"triage {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML file (default: $TRIAGE_CONFIG, else ./triage.toml)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    show_config = commands.add_parser("config", help="print the effective configuration, secrets masked")
+    show_config.set_defaults(handler=cmd_config)
+
+    run = commands.add_parser("backfill", help="triage every message not yet decided")
+    run.add_argument("--mailbox", action="append", help="IMAP mailbox (repeatable; default: imap.mailboxes)")
+    run.add_argument("--since", type=date.fromisoformat, help="only mail dated on or after YYYY-MM-DD")
+    run.add_argument("--before", type=date.fromisoformat, help="only mail dated before YYYY-MM-DD")
+    run.add_argument("--limit", type=int, help="triage at most N messages")
+    run.add_argument(
+        "--source", default="imap", help="'imap' (default) or a path: mbox, Maildir, .eml folder"
+    )
+    run.add_argument("--concurrency", type=int, help="runs in flight (default: langgraph.max_concurrency)")
+    run.add_argument(
+        "--dry-run", action="store_true", help="print prompts and requests; send and write nothing"
+    )
+    run.add_argument("--quiet", action="store_true", help="no line per message, only the summary")
+    run.set_defaults(handler=cmd_backfill)
+
+    demo = commands.add_parser(
+        "demo", help="triage the bundled sample mailbox with the bundled assistant on a local langgraph dev"
+    )
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(json.dumps(masked(load_settings(args.config)), indent=2))
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    source: Source
+    if args.source == "imap":
+        imap = ImapSource(settings.imap)
+        source, mailboxes = imap, args.mailbox or settings.imap.mailboxes
+    else:
+        files = FileSource(Path(args.source))
+        source, mailboxes = files, [files.mailbox_name]
+    plan = BackfillPlan(
+        mailboxes=mailboxes,
+        since=args.since,
+        before=args.before,
+        limit=args.limit,
+        concurrency=args.concurrency or settings.langgraph.max_concurrency,
+        dry_run=args.dry_run,
+    )
+    try:
+        summary = asyncio.run(_backfill(settings, source, plan, quiet=args.quiet))
+    finally:
+        source.close()
+    _print_summary(summary, plan)
+    return 0
+
+
+async def _backfill(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
+    renderer = PromptRenderer(settings.prompt.template)
+    if plan.dry_run:
+        pipeline = Pipeline(settings, renderer, None, Store.open_existing(settings.store.url))
+        return await backfill(source, pipeline, plan, on_prepared=_print_prepared)
+    store = Store.open(settings.store.url)
+    progress = Progress("backfill")
+    try:
+        async with RunsClient(settings.langgraph) as runs:
+            await runs.check_reachable()
+            pipeline = Pipeline(settings, renderer, runs, store)
+
+            def on_triaged(triaged: Triaged) -> None:
+                progress.advance()
+                if not quiet:
+                    progress.print(_triaged_line(triaged))
+
+            return await backfill(
+                source, pipeline, plan, on_planned=progress.set_total, on_triaged=on_triaged
+            )
+    finally:
+        progress.close()
+        store.close()
+
+
+def _triaged_line(triaged: Triaged) -> str:
+    raw, outcome = triaged.raw, triaged.outcome
+    if outcome is None:
+        verdict, detail = "skipped", "already decided"
+    elif outcome.status == "ok":
+        verdict, detail = outcome.decision or "", outcome.reason or ""
+    elif outcome.status == "error":
+        verdict, detail = "error", f"{outcome.error_kind}: {outcome.error_text}"
+    else:
+        verdict, detail = outcome.status, outcome.problem or ""
+    subject = triaged.subject or "(no subject)"
+    return f"{raw.uid:>7}  {verdict:<16} {_clip(subject, 50):<50}  {_clip(detail, 70)}"
+
+
+def _print_prepared(prepared: Prepared | Unparseable) -> None:
+    if isinstance(prepared, Unparseable):
+        print(f"--- unparseable: {prepared.reason}\n")
+        return
+    request = {**prepared.request, "input": "(the prompt above)"}
+    print(f"--- uid {prepared.raw.uid} in {prepared.raw.mailbox}: prompt ---")
+    print(prepared.prompt)
+    print("--- request to POST /runs/wait ---")
+    print(json.dumps(request, indent=2, default=str), end="\n\n")
+
+
+def _print_summary(summary: Summary, plan: BackfillPlan) -> None:
+    if plan.dry_run:
+        print(f"dry run: {summary.statuses['dry-run']} messages would be sent; nothing was sent or written")
+        return
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing to do"
+    decisions = ", ".join(f"{n} {d}" for d, n in sorted(summary.decisions.items()))
+    print(
+        f"triaged {summary.processed} of {summary.planned} planned in {summary.elapsed_s:.1f} s "
+        f"({summary.rate:.1f} msg/s): {statuses}" + (f" [{decisions}]" if decisions else "")
+    )
+    if summary.statuses["error"]:
+        print(f"{summary.statuses['error']} failed runs stay undecided; the next backfill retries them")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    print("starting langgraph dev with the reference assistant ...", file=sys.stderr)
+    with DevServer() as server:
+        settings.langgraph.url = server.url
+        print(f"langgraph dev is serving on {server.url}; triaging {SAMPLE_MAILBOX.name}", file=sys.stderr)
+        source = FileSource(SAMPLE_MAILBOX)
+        plan = BackfillPlan(mailboxes=[source.mailbox_name], concurrency=settings.langgraph.max_concurrency)
+        try:
+            summary = asyncio.run(_backfill(settings, source, plan, quiet=False))
+        finally:
+            source.close()
+    _print_summary(summary, plan)
+    print(f"decisions stored in {settings.store.url}")
+    return 0
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,158 @@
+"""Settings: a TOML file overridden by `TRIAGE_<SECTION>__<KEY>` environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from triage.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("triage.toml")
+MASK = "********"
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are typos and are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImapSettings(Section):
+    host: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls: Literal["implicit", "starttls", "none"] = "implicit"
+    ca_file: Path | None = None
+    username: str = ""
+    password: SecretStr | None = None
+    password_command: str | None = None
+    oauth2_token_command: str | None = None
+    account: str | None = None
+    mailboxes: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
+    fetch_batch: int = Field(default=100, ge=1, le=5000)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ImapSettings:
+        given = [
+            name
+            for name in ("password", "password_command", "oauth2_token_command")
+            if getattr(self, name) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give only one of {', '.join(given)}")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.tls == "implicit" else 143)
+
+    @property
+    def account_name(self) -> str:
+        """The account part of a message's identity; stable across config edits."""
+        return self.account or f"{self.username}@{self.host}"
+
+
+class LangGraphSettings(Section):
+    url: str = "http://127.0.0.1:2024"
+    assistant_id: str = "agent"
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    backoff_cap_s: float = Field(default=30.0, ge=0)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    webhook: str | None = None
+    on_completion: Literal["delete", "keep"] = "delete"
+
+    @model_validator(mode="after")
+    def _http_url(self) -> LangGraphSettings:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
+        return self
+
+
+class PromptSettings(Section):
+    template: Path | None = None
+    max_body_chars: int = Field(default=4000, ge=200)
+
+
+class StoreSettings(Section):
+    url: str = "sqlite:///triage.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRIAGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+
+    imap: ImapSettings = Field(default_factory=ImapSettings)
+    langgraph: LangGraphSettings = Field(default_factory=LangGraphSettings)
+    prompt: PromptSettings = Field(default_factory=PromptSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment wins over them.
+        return (env_settings, init_settings)
+
+
+def config_path(explicit: Path | None) -> Path | None:
+    """`--config`, else `$TRIAGE_CONFIG`, else `./triage.toml` if it exists."""
+    if explicit is not None:
+        return explicit
+    if env := os.environ.get("TRIAGE_CONFIG"):
+        return Path(env)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
+
+
+def load_settings(explicit: Path | None = None) -> Settings:
+    """Read and validate the configuration, or raise ConfigError naming the bad key."""
+    path = config_path(explicit)
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, path)) from None
+
+
+def describe_validation_error(exc: ValidationError, path: Path | None) -> str:
+    """One line: the first bad key, what is wrong with it (never echoing secret values)."""
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    where = f" in {path}" if path else ""
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid config{where}: {key}: {first['msg']}{more}"
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, with every secret replaced by a mask."""
+    data = settings.model_dump(mode="json")
+    for section, key in (("imap", "password"), ("langgraph", "api_key")):
+        if data[section][key] is not None:
+            data[section][key] = MASK
+    return data

@@ -1,0 +1,254 @@
+"""Raw RFC 5322 bytes -> a typed Email. Never raises: defects become warnings."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.message import Message
+
+from bs4 import BeautifulSoup, Comment
+
+# Elements whose text is never meant to be read.
+_INVISIBLE_TAGS = ("script", "style", "head", "title", "template", "noscript")
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0", re.I)
+_MANY_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
+_MSG_ID = re.compile(r"<[^<>\s]+>")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str | None
+    content_type: str
+    size: int
+
+
+@dataclass(slots=True)
+class Email:
+    subject: str
+    from_: list[Address]
+    to: list[Address]
+    cc: list[Address]
+    reply_to: list[Address]
+    date: datetime | None
+    message_id: str | None
+    in_reply_to: str | None
+    references: list[str]
+    list_id: str | None
+    list_unsubscribe: str | None
+    auto_submitted: str | None
+    precedence: str | None
+    body: str
+    body_chars: int
+    attachments: list[Attachment]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def sender(self) -> str:
+        return str(self.from_[0]) if self.from_ else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unparseable:
+    """Bytes that are not an email at all; still recorded, with the reason."""
+
+    reason: str
+
+
+_BASIC_HEADERS = ("from", "to", "subject", "date", "message-id")
+
+
+def parse_email(raw: bytes, max_body_chars: int) -> Email | Unparseable:
+    """Parse raw bytes. Anything odd is kept as a warning; only non-mail is Unparseable."""
+    if not raw.strip():
+        return Unparseable("empty message")
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+    except Exception as exc:  # the stdlib parser is lenient; this is a last resort
+        return Unparseable(f"parser failed: {type(exc).__name__}: {exc}")
+    if not any(name in msg for name in _BASIC_HEADERS):
+        return Unparseable("no email headers (From, To, Subject, Date or Message-ID)")
+    warnings: list[str] = [type(defect).__name__ for defect in msg.defects]
+    body, attachments = _body_and_attachments(msg, warnings)
+    body = _MANY_BLANK_LINES.sub("\n\n", body.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    first_id = _first(_message_ids(_header(msg, "in-reply-to", warnings)))
+    return Email(
+        subject=_header(msg, "subject", warnings),
+        from_=_addresses(msg, "from", warnings),
+        to=_addresses(msg, "to", warnings),
+        cc=_addresses(msg, "cc", warnings),
+        reply_to=_addresses(msg, "reply-to", warnings),
+        date=_date(msg, warnings),
+        message_id=_first(_message_ids(_header(msg, "message-id", warnings))),
+        in_reply_to=first_id,
+        references=_message_ids(_header(msg, "references", warnings)),
+        list_id=_header(msg, "list-id", warnings) or None,
+        list_unsubscribe=_header(msg, "list-unsubscribe", warnings) or None,
+        auto_submitted=_header(msg, "auto-submitted", warnings) or None,
+        precedence=_header(msg, "precedence", warnings) or None,
+        body=truncate(body, max_body_chars),
+        body_chars=len(body),
+        attachments=attachments,
+        warnings=sorted(set(warnings)),
+    )
+
+
+def truncate(text: str, limit: int) -> str:
+    """Keep the head and the tail (signatures and sign-offs matter too), with a visible marker."""
+    if len(text) <= limit:
+        return text
+    marker = f"\n[... {len(text) - limit} characters omitted ...]\n"
+    head = (limit * 2) // 3
+    tail = limit - head
+    return text[:head] + marker + text[-tail:]
+
+
+def _first(items: list[str]) -> str | None:
+    return items[0] if items else None
+
+
+def _message_ids(value: str) -> list[str]:
+    found = _MSG_ID.findall(value)
+    if not found and value.strip():
+        return [value.strip()]
+    return found
+
+
+def _header(msg: Message, name: str, warnings: list[str]) -> str:
+    """A header as one line of text, decoded; falls back to a raw decode if the parser chokes."""
+    try:
+        value = msg.get(name)
+    except Exception as exc:
+        warnings.append(f"header {name}: {type(exc).__name__}")
+        value = _raw_header(msg, name)
+    if value is None:
+        return ""
+    return " ".join(str(value).split())
+
+
+def _raw_header(msg: Message, name: str) -> str:
+    for key, value in msg.raw_items():
+        if key.lower() == name:
+            try:
+                return str(make_header(decode_header(str(value))))
+            except Exception:
+                return str(value)
+    return ""
+
+
+def _addresses(msg: Message, name: str, warnings: list[str]) -> list[Address]:
+    text = _header(msg, name, warnings)
+    if not text:
+        return []
+    try:
+        pairs = email.utils.getaddresses([text])
+    except Exception:
+        warnings.append(f"header {name}: unparsable addresses")
+        return [Address(name="", email=text)]
+    return [Address(name=n.strip(), email=a.strip()) for n, a in pairs if a or n]
+
+
+def _date(msg: Message, warnings: list[str]) -> datetime | None:
+    text = _header(msg, "date", warnings)
+    if not text:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        warnings.append("header date: unparsable")
+        return None
+    if parsed.tzinfo is None:
+        warnings.append("header date: no timezone, assumed UTC")
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _body_and_attachments(msg: Message, warnings: list[str]) -> tuple[str, list[Attachment]]:
+    plain: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        content_type = part.get_content_type()
+        filename = _filename(part, warnings)
+        is_attachment = part.get_content_disposition() == "attachment" or (
+            filename is not None and not content_type.startswith("text/")
+        )
+        if is_attachment or not content_type.startswith("text/"):
+            payload = _payload_bytes(part, warnings)
+            attachments.append(Attachment(filename, content_type, len(payload)))
+        elif content_type == "text/html" and html is None:
+            html = _part_text(part, warnings)
+        elif content_type != "text/html" and plain is None:
+            plain = _part_text(part, warnings)
+    if plain is not None and plain.strip():
+        return plain, attachments
+    if html is not None:
+        return html_to_text(html), attachments
+    return plain or "", attachments
+
+
+def _filename(part: Message, warnings: list[str]) -> str | None:
+    try:
+        return part.get_filename()
+    except Exception:
+        warnings.append("attachment filename: unparsable")
+        return None
+
+
+def _payload_bytes(part: Message, warnings: list[str]) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception as exc:
+        warnings.append(f"payload: {type(exc).__name__}")
+        return b""
+    if isinstance(payload, bytes):
+        return payload
+    return str(part.get_payload()).encode("utf-8", "replace")
+
+
+def _part_text(part: Message, warnings: list[str]) -> str:
+    """Decode a text part by its declared charset; an unknown or lying charset still gives text."""
+    payload = _payload_bytes(part, warnings)
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:
+        warnings.append(f"unknown charset {charset!r}")
+        return payload.decode("utf-8", errors="replace")
+
+
+def html_to_text(html: str) -> str:
+    """Readable text of an HTML body, without scripts, styles, comments or hidden elements."""
+    soup = BeautifulSoup(html, "html.parser")
+    for node in soup.find_all(string=lambda s: isinstance(s, Comment)):
+        node.extract()
+    for tag in soup.find_all(_INVISIBLE_TAGS):
+        tag.decompose()
+    for tag in soup.find_all(style=_HIDDEN_STYLE):
+        tag.decompose()
+    for tag in soup.find_all(hidden=True):
+        tag.decompose()
+    for link in soup.find_all("a", href=True):
+        href = str(link["href"])
+        if href.startswith(("http://", "https://")) and href != link.get_text(strip=True):
+            link.append(f" ({href})")
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    text = soup.get_text("\n")
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""Render an Email into the assistant's prompt with a sandboxed Jinja template.
+
+Email content is untrusted. Before it reaches the template every text field is neutralised:
+invisible and direction-changing characters are removed or shown, anything that would open or
+close one of the prompt's blocks is defused, and lines that imitate an answer are marked as quoted.
+Jinja syntax inside an email is plain text: content is passed as data, never compiled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from triage.errors import ConfigError
+from triage.message import Email
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# Installed wheels carry the template inside the package; a source checkout keeps it at the top.
+_BUNDLED_TEMPLATES = (
+    _PACKAGE_DIR / "prompts" / "triage.jinja",
+    _PACKAGE_DIR.parent / "prompts" / "triage.jinja",
+)
+
+_ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060\ufeff\u00ad]")
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+_BLOCK_TAG = re.compile(r"<(\s*/?\s*(?:email|threads?|instructions)\b)", re.I)
+# A look-alike of "<" that no parser of the prompt's blocks will take for a tag.
+_DEFUSED_ANGLE = "\u2039"
+_FAKE_ANSWER = re.compile(
+    r"^([\s>]*)(decision|thread[_ ]?id|title|reason|confidence|answer)(\s*[:=])", re.I | re.M
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadCandidate:
+    """An existing thread the assistant may route to."""
+
+    id: str
+    title: str
+    last_activity: datetime | None
+    proved_by_headers: bool = False
+
+
+def default_template_path() -> Path:
+    for path in _BUNDLED_TEMPLATES:
+        if path.exists():
+            return path
+    raise ConfigError("the bundled prompt template is missing from this installation")
+
+
+def neutralise(text: str) -> str:
+    """Make untrusted text safe to place inside a delimited prompt block."""
+    text = _ZERO_WIDTH.sub("", text)
+    text = _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _BLOCK_TAG.sub(rf"{_DEFUSED_ANGLE}\1", text)
+    return _FAKE_ANSWER.sub(r"\1(quoted) \2\3", text)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(neutralise(text).split())
+
+
+class PromptRenderer:
+    """One compiled template; `template_hash` identifies it in the decision log."""
+
+    def __init__(self, template_path: Path | None = None) -> None:
+        path = template_path or default_template_path()
+        try:
+            source = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read prompt template {path}: {exc.strerror}") from None
+        self.template_path = path
+        self.template_hash = hashlib.sha256(source.encode()).hexdigest()[:16]
+        env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        try:
+            self._template = env.from_string(source)
+        except TemplateError as exc:
+            raise ConfigError(f"prompt template {path} is invalid: {exc}") from None
+
+    def render(self, email: Email, *, account: str, mailbox: str, threads: list[ThreadCandidate]) -> str:
+        try:
+            return self._template.render(
+                email=email_view(email),
+                threads=[_thread_view(t) for t in threads],
+                account=_one_line(account),
+                mailbox=_one_line(mailbox),
+            )
+        except TemplateError as exc:
+            raise ConfigError(f"prompt template {self.template_path} failed: {exc}") from None
+
+
+def email_view(email: Email) -> dict[str, Any]:
+    """What a template sees of an email: neutralised text, header values on one line."""
+    return {
+        "subject": _one_line(email.subject),
+        "sender": _one_line(email.sender),
+        "from": [_one_line(str(a)) for a in email.from_],
+        "to": [_one_line(str(a)) for a in email.to],
+        "cc": [_one_line(str(a)) for a in email.cc],
+        "reply_to": [_one_line(str(a)) for a in email.reply_to],
+        "date": email.date.isoformat() if email.date else "",
+        "message_id": _one_line(email.message_id or ""),
+        "in_reply_to": _one_line(email.in_reply_to or ""),
+        "references": [_one_line(r) for r in email.references],
+        "list_id": _one_line(email.list_id or ""),
+        "list_unsubscribe": _one_line(email.list_unsubscribe or ""),
+        "auto_submitted": _one_line(email.auto_submitted or ""),
+        "precedence": _one_line(email.precedence or ""),
+        "attachments": [
+            {"filename": _one_line(a.filename or ""), "content_type": a.content_type, "size": a.size}
+            for a in email.attachments
+        ],
+        "body": neutralise(email.body),
+        "body_chars": email.body_chars,
+    }
+
+
+def _thread_view(thread: ThreadCandidate) -> dict[str, Any]:
+    return {
+        "id": thread.id,
+        "title": _one_line(thread.title),
+        "last_activity": thread.last_activity.isoformat() if thread.last_activity else "",
+        "proved_by_headers": thread.proved_by_headers,
+    }

@@ -1,0 +1,49 @@
+"""Where raw mail comes from: an IMAP server or local files. Both yield RawMessage values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message's bytes and its identity in a mailbox: (account, mailbox, uidvalidity, uid)."""
+
+    account: str
+    mailbox: str
+    uidvalidity: int
+    uid: int
+    raw: bytes
+    internaldate: datetime | None = None
+
+    @property
+    def identity(self) -> dict[str, str | int]:
+        return {
+            "account": self.account,
+            "mailbox": self.mailbox,
+            "uidvalidity": self.uidvalidity,
+            "uid": self.uid,
+        }
+
+
+class Source(Protocol):
+    """A mail store triage can read, one mailbox at a time, by UID."""
+
+    account: str
+
+    def select(self, mailbox: str) -> int:
+        """Open a mailbox; return its UIDVALIDITY."""
+        ...
+
+    def uids(self, since: date | None = None, before: date | None = None) -> list[int]:
+        """UIDs of the selected mailbox, ascending, optionally limited by date."""
+        ...
+
+    def fetch(self, uids: list[int]) -> Iterator[RawMessage]:
+        """The messages of the selected mailbox with these UIDs (gone ones are skipped)."""
+        ...
+
+    def close(self) -> None: ...

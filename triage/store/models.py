@@ -1,0 +1,87 @@
+"""The decision log's tables. The schema is changed only through migrations (store/migrations)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+
+
+class MailboxState(Base):
+    """Per mailbox: the UIDVALIDITY seen and the highest UID whose outcome is recorded."""
+
+    __tablename__ = "mailboxes"
+    __table_args__ = (UniqueConstraint("account", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(1000))
+    uidvalidity: Mapped[int] = mapped_column(Integer)
+    highest_recorded_uid: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime]
+
+
+class StoredMessage(Base):
+    """A message as seen in a mailbox, with the headers and text a template needs."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("account", "mailbox", "uidvalidity", "uid"),
+        Index("ix_messages_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(320))
+    mailbox: Mapped[str] = mapped_column(String(1000))
+    uidvalidity: Mapped[int] = mapped_column(Integer)
+    uid: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[str | None] = mapped_column(String(1000))
+    subject: Mapped[str | None] = mapped_column(Text)
+    sender: Mapped[str | None] = mapped_column(Text)
+    recipients: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[list[str] | None]
+    list_id: Mapped[str | None] = mapped_column(Text)
+    auto_submitted: Mapped[str | None] = mapped_column(String(200))
+    precedence: Mapped[str | None] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(Integer)
+    body_excerpt: Mapped[str | None] = mapped_column(Text)
+    parse_warnings: Mapped[list[str] | None]
+    first_seen_at: Mapped[datetime]
+
+
+class DecisionRecord(Base):
+    """Exactly one per message: its current outcome, with everything needed to explain it."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_status", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(20))  # pending|ok|needs-review|error|unparseable
+    decision: Mapped[str | None] = mapped_column(String(20))
+    thread_id: Mapped[str | None] = mapped_column(String(200))
+    title: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    problem: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(String(100), default="run")
+    assistant_id: Mapped[str | None] = mapped_column(String(200))
+    template_hash: Mapped[str | None] = mapped_column(String(64))
+    prompt: Mapped[str | None] = mapped_column(Text)
+    request_metadata: Mapped[dict[str, Any] | None]
+    raw_response: Mapped[dict[str, Any] | None]
+    run_id: Mapped[str | None] = mapped_column(String(100))
+    error_kind: Mapped[str | None] = mapped_column(String(40))
+    error_text: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
