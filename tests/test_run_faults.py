@@ -1,0 +1,125 @@
+"""A real misbehaving HTTP server in place of LangGraph: retries, error kinds, and the batch goes on."""
+
+from __future__ import annotations
+
+import mailbox
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from cli import run_triage
+from corpus import varied_messages
+from fake_run_server import FakeRunServer
+from store_view import outcomes, rows
+
+# uid -> the server's answers to successive attempts (the last one repeats).
+SCRIPT: dict[int, list[str]] = {
+    1: ["500"],
+    2: ["hang"],
+    3: ["close"],
+    4: ["garbage"],
+    5: ["ok-json:I am not sure what to do with this."],
+    6: ["graph-error"],
+    7: ["no-ai"],
+    8: ["422"],
+    9: ["500", "ok"],
+    10: ["429:0", "close", "ok"],
+}
+N_MESSAGES = 16
+
+
+class ScriptedByUid:
+    """Answer each request by the uid in its metadata and how often that uid has been seen."""
+
+    def __init__(self, script: dict[int, list[str]]) -> None:
+        self.script = script
+        self.seen: Counter[int] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, _index: int, body: dict[str, Any]) -> str:
+        uid = int(body["metadata"]["uid"])
+        with self._lock:
+            attempt = self.seen[uid]
+            self.seen[uid] += 1
+        answers = self.script.get(uid, ["ok"])
+        return answers[min(attempt, len(answers) - 1)]
+
+
+def _mbox(path: Path, count: int) -> Path:
+    box = mailbox.mbox(path)
+    for raw in varied_messages(count):
+        box.add(raw)
+    box.close()
+    return path
+
+
+def _env(url: str, db: Path) -> dict[str, str]:
+    return {
+        "TRIAGE_LANGGRAPH__URL": url,
+        "TRIAGE_LANGGRAPH__TIMEOUT_S": "1.5",
+        "TRIAGE_LANGGRAPH__MAX_ATTEMPTS": "3",
+        "TRIAGE_LANGGRAPH__BACKOFF_CAP_S": "0.05",
+        "TRIAGE_STORE__URL": f"sqlite:///{db}",
+    }
+
+
+def test_faults_are_retried_then_recorded_as_errors_and_the_batch_goes_on(tmp_path: Path) -> None:
+    source = _mbox(tmp_path / "in.mbox", N_MESSAGES)
+    db = tmp_path / "t.db"
+    scripted = ScriptedByUid(SCRIPT)
+    with FakeRunServer(scripted) as server:
+        done = run_triage("backfill", "--source", str(source), "--concurrency", "8",
+                          cwd=tmp_path, env=_env(server.url, db))
+    assert done.returncode == 0, done.stderr
+    result = outcomes(db)
+    assert len(result) == N_MESSAGES
+    expected = {
+        1: ("error", None, 3), 2: ("error", None, 3), 3: ("error", None, 3), 4: ("error", None, 3),
+        5: ("needs-review", None, 1), 6: ("error", None, 1), 7: ("error", None, 1),
+        8: ("error", None, 1), 9: ("ok", "new-task", 2), 10: ("ok", "new-task", 3),
+    }
+    for uid, want in expected.items():
+        assert result[uid] == want, (uid, result[uid])
+    others = {uid: r for uid, r in result.items() if uid not in expected}
+    assert all(r == ("ok", "new-task", 1) for r in others.values()), others
+    # Each uid was sent exactly as often as its recorded attempts say.
+    assert {uid: n for uid, n in scripted.seen.items()} == {uid: r[2] for uid, r in result.items()}
+    kinds = dict(rows(db, "SELECT m.uid, d.error_kind FROM messages m JOIN decisions d "
+                          "ON d.message_pk = m.id WHERE d.status = 'error'"))
+    assert kinds == {1: "http", 2: "timeout", 3: "connect", 4: "bad-body", 6: "graph-error",
+                     7: "no-answer", 8: "http"}
+    raw_kept = rows(db, "SELECT d.raw_response FROM messages m JOIN decisions d ON d.message_pk = m.id "
+                        "WHERE m.uid = 5")
+    assert "I am not sure" in str(raw_kept[0][0])
+    assert "16 of 16 planned" in done.stdout and "7 failed runs stay undecided" in done.stdout
+
+
+def test_a_second_pass_sends_only_the_failed_ones_and_counts_their_attempts(tmp_path: Path) -> None:
+    source = _mbox(tmp_path / "in.mbox", N_MESSAGES)
+    db = tmp_path / "t.db"
+    with FakeRunServer(ScriptedByUid({1: ["500"], 2: ["close"]})) as server:
+        assert run_triage("backfill", "--source", str(source), cwd=tmp_path,
+                          env=_env(server.url, db)).returncode == 0
+    healed = ScriptedByUid({})
+    with FakeRunServer(healed) as server:
+        again = run_triage("backfill", "--source", str(source), cwd=tmp_path, env=_env(server.url, db))
+        assert again.returncode == 0, again.stderr
+        assert sorted(healed.seen) == [1, 2]
+    result = outcomes(db)
+    assert result[1] == ("ok", "new-task", 4) and result[2] == ("ok", "new-task", 4)
+    assert sum(1 for r in result.values() if r[0] == "ok") == N_MESSAGES
+    with FakeRunServer(healed) as server:
+        third = run_triage("backfill", "--source", str(source), cwd=tmp_path, env=_env(server.url, db))
+        assert server.paths == ["/ok"] and "nothing to do" in third.stdout
+
+
+def test_an_unreachable_run_server_ends_in_one_line(tmp_path: Path) -> None:
+    source = _mbox(tmp_path / "in.mbox", 3)
+    with FakeRunServer() as server:
+        url = server.url  # closed on exit: nothing listens there any more
+    done = run_triage("backfill", "--source", str(source), cwd=tmp_path, env=_env(url, tmp_path / "t.db"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"triage: error: cannot reach the LangGraph server at {url}: ConnectError: All connection attempts failed"
+    ]
