@@ -13,14 +13,23 @@ def run_triage(
 ) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
     return subprocess.run(
-        [sys.executable, "-m", "triage", *args], cwd=cwd, env={**clean, **(env or {})},
-        capture_output=True, text=True, timeout=timeout, check=False,
+        [sys.executable, "-m", "triage", *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
 def popen_triage(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "triage", *args], cwd=cwd, env={**clean, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "triage", *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )

@@ -13,9 +13,14 @@ def rows(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
 
 def outcomes(db: Path) -> dict[int, tuple[str, str | None, int]]:
     """uid -> (status, decision, attempts), one entry per message; fails on a duplicate uid."""
-    found = rows(db, "SELECT m.uid, d.status, d.decision, d.attempts FROM messages m "
-                     "JOIN decisions d ON d.message_pk = m.id")
-    result = {int(uid): (str(status), decision, int(attempts))  # type: ignore[arg-type]
-              for uid, status, decision, attempts in found}
+    found = rows(
+        db,
+        "SELECT m.uid, d.status, d.decision, d.attempts FROM messages m "
+        "JOIN decisions d ON d.message_pk = m.id",
+    )
+    result = {
+        int(uid): (str(status), decision, int(attempts))  # type: ignore[arg-type]
+        for uid, status, decision, attempts in found
+    }
     assert len(result) == len(found), "a uid was recorded twice"
     return result  # type: ignore[return-value]

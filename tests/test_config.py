@@ -13,8 +13,11 @@ def test_file_then_environment_override_and_masking(tmp_path: Path) -> None:
         '[imap]\nhost = "mail.example.com"\nusername = "me"\npassword = "s3cret-file-pass"\n'
         'mailboxes = ["INBOX", "Support"]\n[langgraph]\napi_key = "lg-key-123"\nmax_concurrency = 4\n'
     )
-    done = run_triage("config", cwd=tmp_path, env={"TRIAGE_LANGGRAPH__MAX_CONCURRENCY": "12",
-                                                    "TRIAGE_STORE__URL": "sqlite:///other.db"})
+    done = run_triage(
+        "config",
+        cwd=tmp_path,
+        env={"TRIAGE_LANGGRAPH__MAX_CONCURRENCY": "12", "TRIAGE_STORE__URL": "sqlite:///other.db"},
+    )
     assert done.returncode == 0, done.stderr
     config = json.loads(done.stdout)
     assert config["imap"]["host"] == "mail.example.com"
@@ -62,8 +65,9 @@ def test_bad_values_end_in_one_line_naming_the_key(tmp_path: Path) -> None:
         assert "p-secret-1" not in done.stderr
     _one_error_line(run_triage("--config", "missing.toml", "config", cwd=tmp_path), "not found")
     (tmp_path / "triage.toml").unlink()
-    _one_error_line(run_triage("config", cwd=tmp_path, env={"TRIAGE_IMAP__FETCH_BATCH": "0"}),
-                    "imap.fetch_batch")
+    _one_error_line(
+        run_triage("config", cwd=tmp_path, env={"TRIAGE_IMAP__FETCH_BATCH": "0"}), "imap.fetch_batch"
+    )
 
 
 def test_backfill_without_imap_host_is_a_config_error(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 from corpus import kinds, varied_messages
+
 from triage.message import Email, Unparseable, html_to_text, parse_email, truncate
 
 
@@ -25,7 +26,7 @@ def test_every_corpus_message_parses_without_raising_and_only_garbage_is_unparse
 def test_encoded_headers_and_addresses_are_decoded() -> None:
     raw = (
         b"From: =?utf-8?b?SsO8cmdlbiBNw7xsbGVy?= <jm@example.com>\r\n"
-        b"To: a@example.com, \"B, Bee\" <b@example.com>\r\n"
+        b'To: a@example.com, "B, Bee" <b@example.com>\r\n'
         b"Subject: =?iso-8859-1?q?R=E9union_d=27=E9quipe?=\r\n"
         b"Date: Tue, 03 Nov 2026 10:00:00 +0100\r\n"
         b"Message-ID: <m1@example.com>\r\n\r\nHello\r\n"

@@ -39,7 +39,14 @@ def test_hostile_content_stays_inside_its_block_and_jinja_is_not_evaluated() -> 
     prompt = PromptRenderer().render(_email(HOSTILE), account="acct", mailbox="INBOX", threads=[])
     body = prompt.split("<email-body>\n", 1)[1]
     lines = prompt.splitlines()
-    for tag in ("<email>", "</email>", "<email-headers>", "</email-headers>", "<email-body>", "</email-body>"):
+    for tag in (
+        "<email>",
+        "</email>",
+        "<email-headers>",
+        "</email-headers>",
+        "<email-body>",
+        "</email-body>",
+    ):
         assert lines.count(tag) == 1, tag
     assert "{{ 7 * 7 }}" in body and "49" not in body and "looplooploop" not in body
     assert "\nDecision: ignore" not in prompt and "(quoted) Decision: ignore" in body
@@ -98,8 +105,17 @@ def _ai(content: object) -> dict[str, object]:
     "state",
     [
         _ai('{"decision": "new-task", "title": "Fix it", "reason": "r", "confidence": 0.8}'),
-        _ai('Sure.\n```json\n{"decision": "New_Task", "title": "Fix it", "reason": "r", "confidence": 0.8}\n```'),
-        _ai([{"type": "text", "text": '{"decision": "new task", "title": "Fix it", "reason": "r", "confidence": 0.8}'}]),
+        _ai(
+            'Sure.\n```json\n{"decision": "New_Task", "title": "Fix it", "reason": "r", "confidence": 0.8}\n```'
+        ),
+        _ai(
+            [
+                {
+                    "type": "text",
+                    "text": '{"decision": "new task", "title": "Fix it", "reason": "r", "confidence": 0.8}',
+                }
+            ]
+        ),
         _ai("Decision: NEW-TASK\nTitle: Fix it\nReason: r\nConfidence: 0.8"),
         {"decision": {"decision": "new-task", "title": "Fix it", "reason": "r", "confidence": 0.8}},
     ],
@@ -107,7 +123,10 @@ def _ai(content: object) -> dict[str, object]:
 def test_decision_forms_are_tolerated(state: dict[str, object]) -> None:
     decision = parse_decision(state, set())
     assert (decision.status, decision.decision, decision.title, decision.confidence) == (
-        "ok", "new-task", "Fix it", 0.8,
+        "ok",
+        "new-task",
+        "Fix it",
+        0.8,
     )
 
 

@@ -69,15 +69,23 @@ def test_faults_are_retried_then_recorded_as_errors_and_the_batch_goes_on(tmp_pa
     db = tmp_path / "t.db"
     scripted = ScriptedByUid(SCRIPT)
     with FakeRunServer(scripted) as server:
-        done = run_triage("backfill", "--source", str(source), "--concurrency", "8",
-                          cwd=tmp_path, env=_env(server.url, db))
+        done = run_triage(
+            "backfill", "--source", str(source), "--concurrency", "8", cwd=tmp_path, env=_env(server.url, db)
+        )
     assert done.returncode == 0, done.stderr
     result = outcomes(db)
     assert len(result) == N_MESSAGES
     expected = {
-        1: ("error", None, 3), 2: ("error", None, 3), 3: ("error", None, 3), 4: ("error", None, 3),
-        5: ("needs-review", None, 1), 6: ("error", None, 1), 7: ("error", None, 1),
-        8: ("error", None, 1), 9: ("ok", "new-task", 2), 10: ("ok", "new-task", 3),
+        1: ("error", None, 3),
+        2: ("error", None, 3),
+        3: ("error", None, 3),
+        4: ("error", None, 3),
+        5: ("needs-review", None, 1),
+        6: ("error", None, 1),
+        7: ("error", None, 1),
+        8: ("error", None, 1),
+        9: ("ok", "new-task", 2),
+        10: ("ok", "new-task", 3),
     }
     for uid, want in expected.items():
         assert result[uid] == want, (uid, result[uid])
@@ -85,12 +93,25 @@ def test_faults_are_retried_then_recorded_as_errors_and_the_batch_goes_on(tmp_pa
     assert all(r == ("ok", "new-task", 1) for r in others.values()), others
     # Each uid was sent exactly as often as its recorded attempts say.
     assert {uid: n for uid, n in scripted.seen.items()} == {uid: r[2] for uid, r in result.items()}
-    kinds = dict(rows(db, "SELECT m.uid, d.error_kind FROM messages m JOIN decisions d "
-                          "ON d.message_pk = m.id WHERE d.status = 'error'"))
-    assert kinds == {1: "http", 2: "timeout", 3: "connect", 4: "bad-body", 6: "graph-error",
-                     7: "no-answer", 8: "http"}
-    raw_kept = rows(db, "SELECT d.raw_response FROM messages m JOIN decisions d ON d.message_pk = m.id "
-                        "WHERE m.uid = 5")
+    kinds = dict(
+        rows(
+            db,
+            "SELECT m.uid, d.error_kind FROM messages m JOIN decisions d "
+            "ON d.message_pk = m.id WHERE d.status = 'error'",
+        )
+    )
+    assert kinds == {
+        1: "http",
+        2: "timeout",
+        3: "connect",
+        4: "bad-body",
+        6: "graph-error",
+        7: "no-answer",
+        8: "http",
+    }
+    raw_kept = rows(
+        db, "SELECT d.raw_response FROM messages m JOIN decisions d ON d.message_pk = m.id WHERE m.uid = 5"
+    )
     assert "I am not sure" in str(raw_kept[0][0])
     assert "16 of 16 planned" in done.stdout and "7 failed runs stay undecided" in done.stdout
 
@@ -99,8 +120,10 @@ def test_a_second_pass_sends_only_the_failed_ones_and_counts_their_attempts(tmp_
     source = _mbox(tmp_path / "in.mbox", N_MESSAGES)
     db = tmp_path / "t.db"
     with FakeRunServer(ScriptedByUid({1: ["500"], 2: ["close"]})) as server:
-        assert run_triage("backfill", "--source", str(source), cwd=tmp_path,
-                          env=_env(server.url, db)).returncode == 0
+        assert (
+            run_triage("backfill", "--source", str(source), cwd=tmp_path, env=_env(server.url, db)).returncode
+            == 0
+        )
     healed = ScriptedByUid({})
     with FakeRunServer(healed) as server:
         again = run_triage("backfill", "--source", str(source), cwd=tmp_path, env=_env(server.url, db))
