@@ -1,4 +1,59 @@
-import sys
+"""Shared fixtures: a real `langgraph dev` serving the reference assistant, a private Dovecot.
+
+Where a server is not installed the tests that need it skip with the reason, except in CI
+(`CI=true`), where a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+import pytest
+from dovecot import DOVECOT, DovecotServer
+
+from triage.devserver import DevServer
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(available: bool, reason: str) -> None:
+    if not available:
+        if IN_CI:
+            pytest.fail(f"required in CI: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def langgraph_server() -> Iterator[DevServer]:
+    require(
+        shutil.which("langgraph") is not None, "langgraph dev is not installed (pip install -e '.[server]')"
+    )
+    with DevServer(jobs=32) as server:
+        yield server
+
+
+def _dovecot_available() -> bool:
+    return Path(DOVECOT).exists() and os.geteuid() == 0
+
+
+@pytest.fixture
+def dovecot() -> Iterator[DovecotServer]:
+    require(_dovecot_available(), "dovecot (Debian dovecot-imapd) is not installed, or not running as root")
+    server = DovecotServer.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def dovecot_tls() -> Iterator[DovecotServer]:
+    require(_dovecot_available(), "dovecot (Debian dovecot-imapd) is not installed, or not running as root")
+    server = DovecotServer.start(tls=True)
+    try:
+        yield server
+    finally:
+        server.close()

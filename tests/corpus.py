@@ -73,9 +73,7 @@ MALFORMED_KINDS: frozenset[str] = frozenset(
 NO_MESSAGE_ID_KINDS: frozenset[str] = frozenset({"no_date_no_message_id", "garbage_bytes"})
 
 # Kinds without a (parseable) Date header.
-NO_DATE_KINDS: frozenset[str] = frozenset(
-    {"no_date_no_message_id", "garbage_date", "garbage_bytes"}
-)
+NO_DATE_KINDS: frozenset[str] = frozenset({"no_date_no_message_id", "garbage_date", "garbage_bytes"})
 
 # Text inside the <style> and <script> blocks of ``html_only`` messages; a text
 # extractor must not return either.
@@ -278,9 +276,7 @@ def _headers(
     return headers
 
 
-def _assemble(
-    headers: list[tuple[str, str | bytes]], body: bytes, *, eol: bytes = b"\r\n"
-) -> bytes:
+def _assemble(headers: list[tuple[str, str | bytes]], body: bytes, *, eol: bytes = b"\r\n") -> bytes:
     """Join headers and body (both written with bare \\n) and apply ``eol``."""
     lines = []
     for name, value in headers:
@@ -369,17 +365,13 @@ def _tiny_png(seed: int) -> bytes:
     """An 8x8 RGB PNG whose colours depend on ``seed``."""
     width = height = 8
     rows = b"".join(
-        b"\x00"
-        + b"".join(bytes(((x * 32 + seed) % 256, (y * 32) % 256, 128)) for x in range(width))
+        b"\x00" + b"".join(bytes(((x * 32 + seed) % 256, (y * 32) % 256, 128)) for x in range(width))
         for y in range(height)
     )
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         return (
-            struct.pack(">I", len(data))
-            + tag
-            + data
-            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
         )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -515,11 +507,7 @@ def _k_rfc2047_q_latin1(n: int, rng: random.Random) -> bytes:
         ("Content-Type", "text/plain; charset=iso-8859-1"),
         ("Content-Transfer-Encoding", "quoted-printable"),
     ]
-    body = (
-        "Bonjour \u00e0 tous,\n\n"
-        "la r\u00e9union est d\u00e9plac\u00e9e \u00e0 14h.\n\n"
-        "\u00c9lodie\n"
-    )
+    body = "Bonjour \u00e0 tous,\n\nla r\u00e9union est d\u00e9plac\u00e9e \u00e0 14h.\n\n\u00c9lodie\n"
     return _assemble(headers, _qp(body.encode("iso-8859-1")))
 
 

@@ -24,3 +24,14 @@ def outcomes(db: Path) -> dict[int, tuple[str, str | None, int]]:
     }
     assert len(result) == len(found), "a uid was recorded twice"
     return result  # type: ignore[return-value]
+
+
+def final_count(db: Path) -> int:
+    """Decisions with a final status so far; 0 while the store is still being created."""
+    try:
+        found = rows(
+            db, "SELECT count(*) FROM decisions WHERE status IN ('ok', 'needs-review', 'unparseable')"
+        )
+    except sqlite3.OperationalError:
+        return 0
+    return int(found[0][0])  # type: ignore[call-overload]

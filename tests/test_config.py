@@ -72,3 +72,13 @@ def test_bad_values_end_in_one_line_naming_the_key(tmp_path: Path) -> None:
 
 def test_backfill_without_imap_host_is_a_config_error(tmp_path: Path) -> None:
     _one_error_line(run_triage("backfill", cwd=tmp_path), "imap.host")
+
+
+def test_every_setting_is_documented_in_the_example() -> None:
+    from triage.config import Settings
+
+    example = (Path(__file__).parent.parent / "config.example.toml").read_text()
+    for section, model in Settings.model_fields.items():
+        assert f"[{section}]" in example
+        for key in model.annotation.model_fields:  # type: ignore[union-attr]
+            assert f"\n{key} =" in example or f"\n# {key} =" in example, f"{section}.{key}"

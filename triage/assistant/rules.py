@@ -60,9 +60,9 @@ def decide(prompt: str) -> dict[str, Any]:
             "confidence": 0.95,
         }
     subject = headers.get("subject") or "(no subject)"
-    return {
-        "decision": "new-task",
-        "title": subject[:120],
-        "reason": "a direct message asking for attention",
-        "confidence": 0.6,
-    }
+    reason = (
+        "a reply to a conversation no offered thread covers"
+        if headers.get("in-reply-to")
+        else "a personal message that may need action"
+    )
+    return {"decision": "new-task", "title": subject[:120], "reason": reason, "confidence": 0.6}
