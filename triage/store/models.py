@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -85,3 +96,25 @@ class DecisionRecord(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class Watcher(Base):
+    """A watched mailbox: the daemon holding it (a lease renewed by heartbeats) and its health."""
+
+    __tablename__ = "watchers"
+    __table_args__ = (UniqueConstraint("account", "mailbox"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(320))
+    mailbox: Mapped[str] = mapped_column(String(1000))
+    owner: Mapped[str | None] = mapped_column(String(300))
+    state: Mapped[str] = mapped_column(String(40))
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    idle_since: Mapped[datetime | None]
+    last_seen_uid: Mapped[int | None] = mapped_column(Integer)
+    last_decision_at: Mapped[datetime | None]
+    backlog: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime]

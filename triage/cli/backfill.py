@@ -1,4 +1,4 @@
-"""Command line: wires configuration to the pipeline and prints. Results on stdout, logs on stderr."""
+"""`triage config`, `triage backfill` and `triage demo`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from triage import __version__
 from triage.config import Settings, load_settings, masked
 from triage.devserver import DevServer
-from triage.errors import TriageError
 from triage.message import Unparseable
 from triage.pipeline import BackfillPlan, Pipeline, Prepared, Summary, Triaged, backfill
 from triage.progress import Progress
@@ -23,27 +21,10 @@ from triage.sources.files import FileSource
 from triage.sources.imap import ImapSource
 from triage.store import Store
 
-SAMPLE_MAILBOX = Path(__file__).resolve().parent / "sample" / "inbox.mbox"
+SAMPLE_MAILBOX = Path(__file__).resolve().parent.parent / "sample" / "inbox.mbox"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except TriageError as exc:
-        print(f"triage: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("triage: interrupted", file=sys.stderr)
-        return 130
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="triage", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"triage {__version__}")
-    parser.add_argument("--config", type=Path, help="TOML file (default: $TRIAGE_CONFIG, else ./triage.toml)")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show_config = commands.add_parser("config", help="print the effective configuration, secrets masked")
     show_config.set_defaults(handler=cmd_config)
 
@@ -66,7 +47,6 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="triage the bundled sample mailbox with the bundled assistant on a local langgraph dev"
     )
     demo.set_defaults(handler=cmd_demo)
-    return parser
 
 
 def cmd_config(args: argparse.Namespace) -> int:

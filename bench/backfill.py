@@ -1,0 +1,728 @@
+"""Backfill benchmark: `triage backfill` against a stub run server, as ratios to same-run baselines.
+
+    python bench/backfill.py            # full run (about two minutes on two cores)
+    python bench/backfill.py --quick    # smoke run with small mailboxes
+    python bench/backfill.py --profile /tmp/b.prof   # also profile scenario b under cProfile
+
+Every figure is compared with something measured in the same run, so the machine's speed cancels out:
+
+a. latency 100 ms, concurrency 32: throughput against the ideal concurrency / latency (target >= 0.90);
+   a2 is the same run with `TRIAGE_LANGGRAPH__MAX_CONCURRENCY` raised to the concurrency (diagnostic).
+b. latency 0, concurrency 32: end-to-end throughput (target >= 500 msg/s), beside
+c. latency 0, concurrency 1: the one-message-at-a-time loop; b/c is the speed-up of concurrency.
+d. latency 0, concurrency 32, 10,000 messages: peak RSS of the triage process (target < 150 MB),
+   beside the peak RSS of `python -c "import triage.cli"` measured the same way (os.wait4).
+
+The stub run server is this file run with `--serve`, in its own process (its own GIL): a hand-written
+asyncio HTTP/1.1 protocol with keep-alive that answers `POST /runs/wait` after a fixed latency with a
+LangGraph-like final state (the human message echoes the prompt, as a real server's state does, then
+an AI message holding a `new-task` decision), `GET /ok` with 200, and `GET /_stats` with its counters.
+Its capacity is measured first with a raw-socket load client, so a low triage figure is not the stub's.
+
+Each scenario runs `python -m triage backfill --source X.mbox --quiet --concurrency C` as a subprocess
+with a fresh SQLite database and no inherited `TRIAGE_*` variables. Throughput is triage's own figure
+(its summary line: the backfill loop, without interpreter start-up and migrations); the wall clock of
+the whole process is shown beside it. Correctness: the database must hold exactly one decision per
+message, `ok` for every message that is mail and `unparseable` for the corpus's `garbage_bytes` kind
+(which is not mail), and the stub must have served exactly one run per `ok` message (no retries).
+
+Exit status: 0 when every run finished and every correctness check passed (targets missed or not),
+1 otherwise. Nothing is written outside a temporary directory, which is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import mailbox
+import os
+import pstats
+import re
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+
+DECISION_JSON = '{"decision": "new-task", "title": "T", "reason": "r", "confidence": 0.9}'
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+SERVER_START_TIMEOUT_S = 20.0
+SERVER_MAX_LIFETIME_S = 3600.0
+SUMMARY_LINE = re.compile(r"triaged (\d+) of (\d+) planned in ([\d.]+) s \(([\d.]+) msg/s\)")
+
+
+# --------------------------------------------------------------------------- the stub run server
+
+
+@dataclass(slots=True)
+class _Request:
+    method: str
+    path: str
+    body: bytes
+    keep_alive: bool
+
+
+@dataclass(slots=True)
+class _ServerState:
+    latency_s: float
+    echo_prompt: bool
+    runs: int = 0
+    requests: int = 0
+    connections: int = 0
+
+
+def _prompt_of(body: bytes) -> str:
+    """The last user message of a /runs/wait body, or "..." when there is none."""
+    try:
+        request = json.loads(body)
+        messages = request["input"]["messages"]
+        return str(messages[-1]["content"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return "..."
+
+
+def _response(status: int, reason: str, body: bytes, extra: str = "") -> bytes:
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n{extra}\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def _answer(state: _ServerState, request: _Request) -> bytes:
+    """The complete response to one request."""
+    state.requests += 1
+    if request.method == "POST" and request.path == "/runs/wait":
+        state.runs += 1
+        human = _prompt_of(request.body) if state.echo_prompt else "..."
+        final_state = {
+            "messages": [
+                {"type": "human", "content": human, "id": "h1"},
+                {"type": "ai", "content": DECISION_JSON, "id": "a1", "tool_calls": []},
+            ]
+        }
+        location = f"content-location: /threads/{uuid.uuid4()}/runs/{uuid.uuid4()}\r\n"
+        return _response(200, "OK", json.dumps(final_state).encode(), location)
+    if request.method == "GET" and request.path == "/ok":
+        return _response(200, "OK", b'{"ok": true}')
+    if request.method == "GET" and request.path == "/_stats":
+        stats = {"runs": state.runs, "requests": state.requests, "connections": state.connections}
+        return _response(200, "OK", json.dumps(stats).encode())
+    return _response(404, "Not Found", b'{"detail": "not found"}')
+
+
+class _StubProtocol(asyncio.Protocol):
+    """One keep-alive connection: requests are answered one at a time, in order."""
+
+    def __init__(self, state: _ServerState) -> None:
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.queue: deque[_Request] = deque()
+        self.busy = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.state.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (request := self._parse()) is not None:
+            self.queue.append(request)
+        self._next()
+
+    def _parse(self) -> _Request | None:
+        """Take one complete request off the buffer, or None when more bytes are needed."""
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_HEAD_BYTES:
+                self._fail(431, "Request Header Fields Too Large")
+            return None
+        lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        try:
+            method, target, _version = lines[0].split(" ", 2)
+        except ValueError:
+            self._fail(400, "Bad Request")
+            return None
+        length, keep_alive = 0, True
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length" and value.isdigit():
+                length = int(value)
+            elif name == "connection":
+                keep_alive = value != "close"
+            elif name == "transfer-encoding":
+                self._fail(501, "Not Implemented")  # httpx sends content-length for json=
+                return None
+        if length > MAX_BODY_BYTES:
+            self._fail(413, "Content Too Large")
+            return None
+        total = end + 4 + length
+        if len(self.buffer) < total:
+            return None
+        body = bytes(self.buffer[end + 4 : total])
+        del self.buffer[:total]
+        return _Request(method.upper(), target.split("?", 1)[0], body, keep_alive)
+
+    def _fail(self, status: int, reason: str) -> None:
+        self.buffer.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_response(status, reason, b"{}"))
+            self.transport.close()
+
+    def _next(self) -> None:
+        if self.busy or not self.queue:
+            return
+        request = self.queue.popleft()
+        self.busy = True
+        if request.path == "/runs/wait" and self.state.latency_s > 0:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(self.state.latency_s, self._reply, request)
+        else:
+            self._reply(request)
+
+    def _reply(self, request: _Request) -> None:
+        self.timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(_answer(self.state, request))
+        self.busy = False
+        if not request.keep_alive:
+            self.transport.close()
+            return
+        self._next()
+
+
+async def _serve(latency_s: float, echo_prompt: bool) -> None:
+    """Serve on 127.0.0.1 (a free port, printed as `PORT n`) until stdin closes or time runs out."""
+    loop = asyncio.get_running_loop()
+    state = _ServerState(latency_s, echo_prompt)
+    server = await loop.create_server(lambda: _StubProtocol(state), "127.0.0.1", 0, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    print(f"PORT {port}", flush=True)
+    stop = asyncio.Event()
+
+    def on_stdin() -> None:
+        if not os.read(sys.stdin.fileno(), 4096):  # the parent closed the pipe, or died
+            stop.set()
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SERVER_MAX_LIFETIME_S)
+
+
+@dataclass(slots=True)
+class StubServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.url}/_stats", timeout=10) as response:
+            data: dict[str, int] = json.loads(response.read())
+        return data
+
+
+@contextlib.contextmanager
+def stub_server(latency_s: float, *, echo_prompt: bool = True) -> Iterator[StubServer]:
+    """Start the stub in its own process; always stop it, even on error."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--serve", "--latency", repr(latency_s)]
+    if not echo_prompt:
+        argv.append("--no-echo")
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], SERVER_START_TIMEOUT_S)
+        line = process.stdout.readline().decode() if ready else ""
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"stub server did not start (said {line!r})")
+        yield StubServer(f"http://127.0.0.1:{int(line.split()[1])}", process)
+    finally:
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+async def _load(url: str, connections: int, per_connection: int, body: bytes) -> int:
+    """Raw keep-alive POSTs to /runs/wait; the number of 200 responses."""
+    host, port = url.removeprefix("http://").split(":")
+    request = (
+        f"POST /runs/wait HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    async def one_connection() -> int:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        ok = 0
+        try:
+            for _ in range(per_connection):
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+                await reader.readexactly(length)
+                ok += head.startswith(b"HTTP/1.1 200")
+        finally:
+            writer.close()
+        return ok
+
+    return sum(await asyncio.gather(*(one_connection() for _ in range(connections))))
+
+
+def measure_stub_capacity(server: StubServer, requests: int, connections: int = 32) -> tuple[int, float]:
+    """Requests answered and seconds taken by a raw-socket client (a lower bound of the capacity)."""
+    prompt = "You triage email. " + "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 50
+    body = json.dumps(
+        {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": prompt}]}}
+    ).encode()
+    per_connection = max(1, requests // connections)
+    started = time.perf_counter()
+    answered = asyncio.run(
+        asyncio.wait_for(_load(server.url, connections, per_connection, body), timeout=120)
+    )
+    return answered, time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- running triage
+
+
+@dataclass(slots=True)
+class Run:
+    """One finished subprocess: exit code, wall seconds, peak RSS and what it printed."""
+
+    returncode: int
+    wall_s: float
+    max_rss_mb: float
+    stdout: str
+    stderr: str
+
+
+def run_measured(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: float) -> Run:
+    """Run a subprocess and reap it alone with os.wait4, so its rusage is its own and nobody else's."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
+        deadline = started + timeout_s
+        try:
+            while True:
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"{argv[:4]} still running after {timeout_s:g} s")
+                time.sleep(0.002)
+        except BaseException:
+            process.kill()
+            process.wait(timeout=10)
+            raise
+        wall_s = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        return Run(
+            process.returncode,
+            wall_s,
+            usage.ru_maxrss / 1024,  # KiB on Linux
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The environment without any TRIAGE_* variable (no stray config), plus the overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
+    env.update(overrides)
+    return env
+
+
+@dataclass(slots=True)
+class Backfill:
+    """A `triage backfill` run and what its database holds afterwards."""
+
+    name: str
+    messages: int
+    concurrency: int
+    latency_s: float
+    run: Run
+    processed: int
+    run_s: float
+    rate: float
+    statuses: dict[str, int]
+    runs_served: int
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    path: Path
+    messages: int
+    unparseable: int  # messages of the corpus kind that is not mail at all
+
+    @property
+    def mail(self) -> int:
+        return self.messages - self.unparseable
+
+
+def write_mbox(path: Path, count: int) -> Mailbox:
+    """`count` varied corpus messages in an mbox file."""
+    sys.path.insert(0, str(TESTS))
+    try:
+        from corpus import kinds, varied_messages  # type: ignore[import-not-found,unused-ignore]
+    finally:
+        sys.path.remove(str(TESTS))
+    box = mailbox.mbox(path)
+    box.lock()
+    try:
+        for raw in varied_messages(count):
+            box.add(raw)
+        box.flush()
+    finally:
+        box.unlock()
+        box.close()
+    return Mailbox(path, count, kinds(count).count("garbage_bytes"))
+
+
+def db_statuses(db: Path) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+        rows = connection.execute("SELECT status, count(*) FROM decisions GROUP BY status").fetchall()
+    return {str(status): int(count) for status, count in rows}
+
+
+def backfill(
+    name: str,
+    box: Mailbox,
+    server: StubServer,
+    latency_s: float,
+    concurrency: int,
+    workdir: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    profile: Path | None = None,
+) -> Backfill:
+    """Run one scenario with a fresh database and check what it recorded."""
+    db = workdir / f"{name}.db"
+    env = clean_env(
+        TRIAGE_LANGGRAPH__URL=server.url, TRIAGE_STORE__URL=f"sqlite:///{db}", **(extra_env or {})
+    )
+    runs_before = server.stats()["runs"]
+    python = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
+    argv = [*python, "-m", "triage", "backfill", "--source", str(box.path), "--quiet"]
+    argv += ["--concurrency", str(concurrency)]
+    timeout_s = 60 + box.messages * 0.2
+    run = run_measured(argv, env=env, cwd=workdir, timeout_s=timeout_s)
+    runs_served = server.stats()["runs"] - runs_before
+    problems: list[str] = []
+    match = SUMMARY_LINE.search(run.stdout)
+    if run.returncode != 0 or match is None:
+        problems.append(f"exit {run.returncode}: {(run.stdout + run.stderr).strip()[-400:]}")
+        processed, rate = 0, 0.0
+    else:
+        processed, rate = int(match.group(1)), float(match.group(4))
+    statuses = db_statuses(db) if db.exists() else {}
+    expected = {"ok": box.mail, "unparseable": box.unparseable}
+    if sum(statuses.values()) != box.messages:
+        problems.append(f"{sum(statuses.values())} decisions for {box.messages} messages")
+    if {k: v for k, v in statuses.items() if v} != {k: v for k, v in expected.items() if v}:
+        problems.append(f"statuses {statuses}, expected {expected}")
+    if runs_served != box.mail:
+        problems.append(f"stub served {runs_served} runs for {box.mail} messages that are mail")
+    run_s = processed / rate if rate > 0 else run.wall_s
+    return Backfill(
+        name,
+        box.messages,
+        concurrency,
+        latency_s,
+        run,
+        processed,
+        run_s,
+        rate,
+        statuses,
+        runs_served,
+        problems,
+    )
+
+
+def import_baseline(workdir: Path) -> Run:
+    """Peak RSS of an interpreter that only imports triage's command line."""
+    argv = [sys.executable, "-c", "import triage.cli"]
+    run = run_measured(argv, env=clean_env(), cwd=workdir, timeout_s=60)
+    if run.returncode != 0:
+        raise RuntimeError(f"import triage.cli failed: {run.stderr.strip()[-400:]}")
+    return run
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(slots=True)
+class Row:
+    scenario: str
+    messages: str
+    wall_s: str
+    run_s: str
+    rate: str
+    rss: str
+    reference: str
+    ratio: str
+    target: str
+    met: str
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def _row(label: str, result: Backfill, reference: str, ratio: str, target: str = "-", met: str = "-") -> Row:
+    return Row(
+        label,
+        str(result.messages),
+        f"{result.run.wall_s:.2f}",
+        f"{result.run_s:.2f}",
+        f"{result.rate:.1f}",
+        f"{result.run.max_rss_mb:.1f} MB",
+        reference,
+        ratio,
+        target,
+        met,
+    )
+
+
+def print_table(rows: list[Row]) -> None:
+    header = Row(
+        "scenario",
+        "messages",
+        "wall s",
+        "run s",
+        "msg/s",
+        "peak RSS",
+        "ideal / baseline",
+        "ratio",
+        "target",
+        "met?",
+    )
+    table = [header, *rows]
+    columns = [f.name for f in fields(Row)]
+    widths = {c: max(len(getattr(r, c)) for r in table) for c in columns}
+    for index, row in enumerate(table):
+        print("  ".join(getattr(row, c).ljust(widths[c]) for c in columns).rstrip())
+        if index == 0:
+            print("  ".join("-" * widths[c] for c in columns))
+
+
+def describe(result: Backfill) -> None:
+    checks = "ok" if not result.problems else "FAILED: " + "; ".join(result.problems)
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(result.statuses.items()))
+    print(
+        f"  {result.name}: {result.processed} triaged in {result.run_s:.2f} s "
+        f"({result.rate:.1f} msg/s; wall {result.run.wall_s:.2f} s, "
+        f"peak RSS {result.run.max_rss_mb:.1f} MB); "
+        f"db: {statuses}; stub runs: {result.runs_served}; correctness {checks}",
+        flush=True,
+    )
+
+
+def print_profile(path: Path, limit: int = 25) -> None:
+    """The costliest functions of the profiled run, and triage's own share of them."""
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt  # type: ignore[attr-defined]
+    entries = stats.stats  # type: ignore[attr-defined]
+    print(f"\nprofile of scenario b ({path}): {total:.2f} s of CPU in the profiled process")
+    print("  top functions in triage/ by cumulative time (share of the whole run):")
+    own = [
+        (cumulative, internal, key)
+        for key, (_cc, _nc, internal, cumulative, _callers) in entries.items()
+        if f"{os.sep}triage{os.sep}" in key[0]
+    ]
+    for cumulative, internal, (filename, line, function) in sorted(own, reverse=True)[:limit]:
+        where = filename.split(f"{os.sep}triage{os.sep}", 1)[1]
+        print(
+            f"    {100 * cumulative / total:5.1f}% cum  {100 * internal / total:5.1f}% self  "
+            f"triage/{where}:{line} {function}"
+        )
+    print("  top functions anywhere by self time:")
+    by_self = sorted(entries.items(), key=lambda item: item[1][2], reverse=True)[:limit]
+    for (filename, line, function), (_cc, _nc, internal, _cum, _callers) in by_self:
+        print(f"    {100 * internal / total:5.1f}% self  {Path(filename).name}:{line} {function}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    messages: int
+    memory_messages: int
+    capacity_requests: int
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small mailboxes: a smoke run")
+    parser.add_argument("--messages", type=int, help="messages for the throughput runs (default 2000)")
+    parser.add_argument("--memory-messages", type=int, help="messages for the memory run (default 10000)")
+    parser.add_argument("--concurrency", type=int, default=32, help="runs in flight (default 32)")
+    parser.add_argument("--profile", type=Path, help="also run scenario b under cProfile, writing PATH")
+    parser.add_argument("--no-echo", action="store_true", help="stub answers '...', not the prompt")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--latency", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(_serve(args.latency, not args.no_echo))
+        return 0
+    sizes = Sizes(300, 1000, 3000) if args.quick else Sizes(2000, 10_000, 20_000)
+    sizes = Sizes(
+        args.messages or sizes.messages,
+        args.memory_messages or sizes.memory_messages,
+        sizes.capacity_requests,
+    )
+    with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
+        return _bench(Path(tmp), sizes, args.concurrency, args.profile, echo_prompt=not args.no_echo)
+
+
+def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, *, echo_prompt: bool) -> int:
+    latency_s = 0.1
+    print(f"python {sys.version.split()[0]} on {os.cpu_count()} cores; workdir {workdir}", flush=True)
+    box = write_mbox(workdir / "throughput.mbox", sizes.messages)
+    big = write_mbox(workdir / "memory.mbox", sizes.memory_messages)
+    print(
+        f"mailboxes: {box.messages} and {big.messages} varied corpus messages "
+        f"({box.unparseable} and {big.unparseable} of them not mail)",
+        flush=True,
+    )
+    baseline = import_baseline(workdir)  # also warms the bytecode caches for the runs below
+    baseline = import_baseline(workdir)
+    print(
+        f"baseline: `import triage.cli` peaks at {baseline.max_rss_mb:.1f} MB RSS in {baseline.wall_s:.2f} s",
+        flush=True,
+    )
+
+    results: dict[str, Backfill] = {}
+    with stub_server(0.0, echo_prompt=echo_prompt) as server:
+        answered, capacity_s = measure_stub_capacity(server, sizes.capacity_requests)
+        capacity = answered / capacity_s
+        print(
+            f"stub capacity: {answered} runs in {capacity_s:.2f} s = {capacity:.0f} req/s "
+            "(lower bound: the load client shares the machine)",
+            flush=True,
+        )
+        for name, conc, mbox in (("b", concurrency, box), ("c", 1, box), ("d", concurrency, big)):
+            results[name] = backfill(name, mbox, server, 0.0, conc, workdir)
+            describe(results[name])
+        if profile is not None:
+            results["b-profiled"] = backfill(
+                "b-profiled", box, server, 0.0, concurrency, workdir, profile=profile
+            )
+            describe(results["b-profiled"])
+    with stub_server(latency_s, echo_prompt=echo_prompt) as server:
+        results["a"] = backfill("a", box, server, latency_s, concurrency, workdir)
+        describe(results["a"])
+        pool = {"TRIAGE_LANGGRAPH__MAX_CONCURRENCY": str(concurrency)}
+        results["a2"] = backfill("a2", box, server, latency_s, concurrency, workdir, extra_env=pool)
+        describe(results["a2"])
+
+    a, a2, b, c, d = (results[k] for k in ("a", "a2", "b", "c", "d"))
+    # Messages that are not mail need no run, so the ideal rate counts them as free.
+    ideal = concurrency / latency_s * box.messages / box.mail
+    capacity_row = Row(
+        "stub server capacity",
+        str(answered),
+        f"{capacity_s:.2f}",
+        "-",
+        f"{capacity:.0f} req/s",
+        "-",
+        f"b: {b.rate:.0f} msg/s",
+        f"{capacity / max(b.rate, 1e-9):.1f}x",
+        ">= 2000 req/s",
+        _yes(capacity >= 2000),
+    )
+    rows = [
+        capacity_row,
+        _row(
+            f"a  latency 100 ms, c={concurrency}",
+            a,
+            f"ideal {ideal:.1f} msg/s",
+            f"{a.rate / ideal:.3f}",
+            ">= 0.90",
+            _yes(a.rate / ideal >= 0.90),
+        ),
+        _row(
+            f"a2 same, pool={concurrency} (diag.)", a2, f"ideal {ideal:.1f} msg/s", f"{a2.rate / ideal:.3f}"
+        ),
+        _row(
+            f"b  latency 0, c={concurrency}",
+            b,
+            f"c: {c.rate:.1f} msg/s",
+            f"{b.rate / max(c.rate, 1e-9):.2f}x c",
+            ">= 500 msg/s",
+            _yes(b.rate >= 500),
+        ),
+        _row("c  latency 0, c=1 (one at a time)", c, "-", "1.00x c"),
+        _row(
+            f"d  memory, latency 0, c={concurrency}",
+            d,
+            f"import {baseline.max_rss_mb:.1f} MB",
+            f"{d.run.max_rss_mb / baseline.max_rss_mb:.2f}x",
+            "< 150 MB",
+            _yes(d.run.max_rss_mb < 150),
+        ),
+    ]
+    print()
+    print_table(rows)
+    print(
+        "\nmsg/s and run s are triage's own (the backfill loop); wall s is the whole process, start-up "
+        "and migrations included."
+    )
+    print(
+        f"ideal = {concurrency} in flight / {latency_s * 1000:.0f} ms "
+        f"= {concurrency / latency_s:.0f} runs/s; "
+        f"{box.unparseable} of {box.messages} messages are not mail and need no run."
+    )
+    failed = [r for r in results.values() if r.problems]
+    print(
+        "correctness: "
+        + (
+            "every run recorded exactly one decision per message, ok for mail, "
+            "unparseable for non-mail, one stub run per ok message"
+            if not failed
+            else "FAILED in " + ", ".join(r.name for r in failed)
+        )
+    )
+    if profile is not None:
+        print_profile(profile)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
