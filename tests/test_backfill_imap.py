@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from cli import popen_triage, run_triage
+from configs import write_config
 from corpus import kinds, varied_messages
 from dovecot import DovecotServer
 from store_view import final_count, outcomes, rows
@@ -15,33 +16,6 @@ from store_view import final_count, outcomes, rows
 from triage.devserver import DevServer
 
 N_VARIED = 210
-
-
-def _write_config(directory: Path, dovecot: DovecotServer, url: str, **imap: object) -> None:
-    settings: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": dovecot.port,
-        "tls": "none",
-        "username": dovecot.username,
-        "password": dovecot.password,
-        "timeout_s": 10,
-        **imap,
-    }
-    lines = ["[imap]"] + [f"{k} = {_toml(v)}" for k, v in settings.items() if v is not None]
-    lines += [
-        "[langgraph]",
-        f'url = "{url}"',
-        "max_concurrency = 32",
-        "[store]",
-        f'url = "sqlite:///{directory / "triage.db"}"',
-    ]
-    (directory / "triage.toml").write_text("\n".join(lines) + "\n")
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, str | Path):
-        return f'"{value}"'
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _expected_statuses(names: list[str]) -> Counter[str]:
@@ -61,7 +35,7 @@ def test_varied_mailbox_end_to_end_then_idempotent(
     tmp_path: Path, dovecot: DovecotServer, langgraph_server: DevServer
 ) -> None:
     dovecot.append(varied_messages(N_VARIED))
-    _write_config(tmp_path, dovecot, langgraph_server.url)
+    write_config(tmp_path, dovecot, langgraph_server.url)
     db = tmp_path / "triage.db"
 
     first = run_triage("backfill", cwd=tmp_path)
@@ -99,7 +73,7 @@ def test_sigkill_mid_backfill_then_rerun_records_each_message_once(
     tmp_path: Path, dovecot: DovecotServer, langgraph_server: DevServer
 ) -> None:
     dovecot.append(varied_messages(N_VARIED))
-    _write_config(tmp_path, dovecot, langgraph_server.url, fetch_batch=20)
+    write_config(tmp_path, dovecot, langgraph_server.url, fetch_batch=20)
     db = tmp_path / "triage.db"
 
     process = popen_triage("backfill", "--concurrency", "4", "--quiet", cwd=tmp_path)
@@ -129,7 +103,7 @@ def test_filters_limit_and_dry_run(
     tmp_path: Path, dovecot: DovecotServer, langgraph_server: DevServer
 ) -> None:
     dovecot.append(varied_messages(30))
-    _write_config(tmp_path, dovecot, langgraph_server.url)
+    write_config(tmp_path, dovecot, langgraph_server.url)
     db = tmp_path / "triage.db"
 
     dry = run_triage("backfill", "--dry-run", "--limit", "3", cwd=tmp_path)
@@ -149,7 +123,7 @@ def test_tls_with_a_custom_ca_and_an_untrusted_certificate(
 ) -> None:
     dovecot_tls.append(varied_messages(4))
     assert dovecot_tls.tls_port is not None and dovecot_tls.ca_file is not None
-    _write_config(
+    write_config(
         tmp_path,
         dovecot_tls,
         langgraph_server.url,
@@ -161,10 +135,10 @@ def test_tls_with_a_custom_ca_and_an_untrusted_certificate(
     assert implicit.returncode == 0, implicit.stderr
     assert len(outcomes(tmp_path / "triage.db")) == 4
 
-    _write_config(tmp_path, dovecot_tls, langgraph_server.url, tls="starttls", ca_file=dovecot_tls.ca_file)
+    write_config(tmp_path, dovecot_tls, langgraph_server.url, tls="starttls", ca_file=dovecot_tls.ca_file)
     assert "nothing to do" in run_triage("backfill", cwd=tmp_path).stdout
 
-    _write_config(tmp_path, dovecot_tls, langgraph_server.url, port=dovecot_tls.tls_port, tls="implicit")
+    write_config(tmp_path, dovecot_tls, langgraph_server.url, port=dovecot_tls.tls_port, tls="implicit")
     untrusted = run_triage("backfill", cwd=tmp_path)
     assert untrusted.returncode == 1
     lines = untrusted.stderr.strip().splitlines()
@@ -175,24 +149,24 @@ def test_credentials_wrong_password_and_password_command(
     tmp_path: Path, dovecot: DovecotServer, langgraph_server: DevServer
 ) -> None:
     dovecot.append(varied_messages(2))
-    _write_config(tmp_path, dovecot, langgraph_server.url, password="Wr0ng-Secret-42")
+    write_config(tmp_path, dovecot, langgraph_server.url, password="Wr0ng-Secret-42")
     wrong = run_triage("backfill", cwd=tmp_path)
     assert wrong.returncode == 1
     lines = wrong.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("triage: error: IMAP login failed for testuser@127.0.0.1")
     assert "Wr0ng-Secret-42" not in wrong.stderr + wrong.stdout
 
-    _write_config(
+    write_config(
         tmp_path, dovecot, langgraph_server.url, password=None, password_command=f"echo {dovecot.password}"
     )
     by_command = run_triage("backfill", cwd=tmp_path)
     assert by_command.returncode == 0, by_command.stderr
     assert len(outcomes(tmp_path / "triage.db")) == 2
 
-    _write_config(tmp_path, dovecot, langgraph_server.url, password=None, password_command="exit 3")
+    write_config(tmp_path, dovecot, langgraph_server.url, password=None, password_command="exit 3")
     failing = run_triage("backfill", cwd=tmp_path)
     assert failing.returncode == 1 and "imap.password_command failed with exit status 3" in failing.stderr
 
-    _write_config(tmp_path, dovecot, langgraph_server.url, port=1, password=None)
+    write_config(tmp_path, dovecot, langgraph_server.url, port=1, password=None)
     unreachable = run_triage("backfill", cwd=tmp_path)
     assert unreachable.returncode == 1 and "cannot connect to IMAP server 127.0.0.1:1" in unreachable.stderr

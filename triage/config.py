@@ -86,6 +86,17 @@ class StoreSettings(Section):
     url: str = "sqlite:///triage.db"
 
 
+class WatchSettings(Section):
+    mode: Literal["auto", "idle", "poll"] = "auto"
+    idle_renew_s: float = Field(default=600.0, gt=0, le=29 * 60)
+    poll_interval_s: float = Field(default=60.0, gt=0)
+    reconnect_backoff_cap_s: float = Field(default=300.0, gt=0)
+    retry_backoff_cap_s: float = Field(default=600.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    lease_s: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRIAGE_",
@@ -98,6 +109,7 @@ class Settings(BaseSettings):
     langgraph: LangGraphSettings = Field(default_factory=LangGraphSettings)
     prompt: PromptSettings = Field(default_factory=PromptSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -99,6 +99,11 @@ class DevServer:
         self.close()
         raise TriageError(f"langgraph dev did not answer within {self.startup_timeout_s:g} s")
 
+    def restart(self) -> None:
+        """Start again on the same port (for tests of a run server that comes back)."""
+        self.stop()
+        self.start()
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the server's whole process group (it spawns workers) and wait for it."""
         if self._process is None or self._process.poll() is not None:

@@ -44,6 +44,7 @@ class Triaged:
     raw: RawMessage
     subject: str
     outcome: Outcome | None
+    carried_over: bool = False  # decided before, under an earlier UIDVALIDITY
 
 
 @dataclass(slots=True)
@@ -76,6 +77,7 @@ class BackfillPlan:
     limit: int | None = None
     concurrency: int = 8
     dry_run: bool = False
+    only_uids: dict[str, set[int]] | None = None  # per mailbox: just these (`triage retry`)
 
 
 class Pipeline:
@@ -106,6 +108,9 @@ class Pipeline:
             recorded = self.store.record_unparseable(raw, prepared.reason)
             outcome = Outcome("unparseable", problem=prepared.reason) if recorded else None
             return Triaged(raw, "", outcome)
+        carried = self.store.carry_over(raw, prepared.email)
+        if carried is not None:
+            return Triaged(raw, prepared.email.subject, carried, carried_over=True)
         claim = Claim(
             prepared.prompt,
             self.renderer.template_hash,
@@ -205,6 +210,8 @@ async def _undecided_uids(
 ) -> list[int]:
     uidvalidity: int = await on_source(source.select, mailbox)
     uids: list[int] = await on_source(source.uids, plan.since, plan.before)
+    if plan.only_uids is not None:
+        uids = [uid for uid in uids if uid in plan.only_uids.get(mailbox, set())]
     if store is None:
         return uids
     if not plan.dry_run:

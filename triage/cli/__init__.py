@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from triage import __version__
-from triage.cli import backfill
+from triage.cli import backfill, watch
 from triage.errors import TriageError
 
-COMMAND_GROUPS = (backfill,)
+COMMAND_GROUPS = (backfill, watch)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,14 +72,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
     )
     try:
-        summary = asyncio.run(_backfill(settings, source, plan, quiet=args.quiet))
+        summary = asyncio.run(run_backfill(settings, source, plan, quiet=args.quiet))
     finally:
         source.close()
-    _print_summary(summary, plan)
+    print_summary(summary, plan)
     return 0
 
 
-async def _backfill(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
+async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
     renderer = PromptRenderer(settings.prompt.template)
     if plan.dry_run:
         pipeline = Pipeline(settings, renderer, None, Store.open_existing(settings.store.url))
@@ -129,7 +129,7 @@ def _print_prepared(prepared: Prepared | Unparseable) -> None:
     print(json.dumps(request, indent=2, default=str), end="\n\n")
 
 
-def _print_summary(summary: Summary, plan: BackfillPlan) -> None:
+def print_summary(summary: Summary, plan: BackfillPlan) -> None:
     if plan.dry_run:
         print(f"dry run: {summary.statuses['dry-run']} messages would be sent; nothing was sent or written")
         return
@@ -152,10 +152,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         source = FileSource(SAMPLE_MAILBOX)
         plan = BackfillPlan(mailboxes=[source.mailbox_name], concurrency=settings.langgraph.max_concurrency)
         try:
-            summary = asyncio.run(_backfill(settings, source, plan, quiet=False))
+            summary = asyncio.run(run_backfill(settings, source, plan, quiet=False))
         finally:
             source.close()
-    _print_summary(summary, plan)
+    print_summary(summary, plan)
     print(f"decisions stored in {settings.store.url}")
     return 0
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ssl
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import date
 
 from imapclient import IMAPClient
@@ -16,6 +17,20 @@ from triage.sources import RawMessage
 
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
 _COMMAND_TIMEOUT_S = 60
+# How long one idle_check blocks: the granularity at which a watcher notices a stop request.
+_IDLE_SLICE_S = 1.0
+
+
+class ConnectFailed(TriageError):
+    """The server could not be reached or the TLS handshake failed: worth retrying."""
+
+
+class MailboxUnavailable(ConnectFailed):
+    """The mailbox cannot be selected (missing, or being recreated): worth retrying when watching."""
+
+
+class LoginFailed(TriageError):
+    """The server refused the credentials: retrying will not help until the config changes."""
 
 
 class ImapSource:
@@ -39,7 +54,7 @@ class ImapSource:
         try:
             info = self._client.select_folder(mailbox, readonly=True)
         except IMAPClientError as exc:
-            raise TriageError(f"cannot open mailbox {mailbox!r}: {_text(exc)}") from None
+            raise MailboxUnavailable(f"cannot open mailbox {mailbox!r}: {_text(exc)}") from None
         self._mailbox = mailbox
         self._uidvalidity = int(info[b"UIDVALIDITY"])
         return self._uidvalidity
@@ -71,6 +86,42 @@ class ImapSource:
                     data.get(b"INTERNALDATE"),
                 )
 
+    def highest_uid(self) -> int:
+        """The highest UID in the selected mailbox (0 when empty)."""
+        uids = self._client.search(["ALL"])
+        return max(uids, default=0)
+
+    def uids_above(self, uid: int) -> list[int]:
+        # `UID n:*` always matches the highest UID, even below n (RFC 3501): filter.
+        return sorted(u for u in self._client.search(["UID", f"{uid + 1}:*"]) if u > uid)
+
+    @property
+    def supports_idle(self) -> bool:
+        return bool(self._client.has_capability("IDLE"))
+
+    def idle_until_change(self, renew_s: float, stopping: Callable[[], bool]) -> bool:
+        """IDLE for up to `renew_s`; True when the server reported new mail.
+
+        imapclient's idle_check() swallows EOF and returns [] early: an empty answer that came
+        before its timeout means the link is gone. Leaving IDLE waits for the server's reply, so a
+        hung server is noticed there, through the socket timeout.
+        """
+        self._client.idle()
+        deadline = time.monotonic() + renew_s
+        changed = False
+        while not changed and not stopping() and (left := deadline - time.monotonic()) > 0:
+            slice_s = min(_IDLE_SLICE_S, left)
+            started = time.monotonic()
+            responses = self._client.idle_check(timeout=slice_s)
+            if not responses and time.monotonic() - started < slice_s * 0.5:
+                break  # EOF: idle_done() below raises
+            changed = any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+        self._client.idle_done()
+        return changed
+
+    def noop(self) -> None:
+        self._client.noop()
+
     def close(self) -> None:
         try:
             self._client.logout()
@@ -93,16 +144,16 @@ def _connect(settings: ImapSettings) -> IMAPClient:
             client.starttls(context)
         return client
     except ssl.SSLCertVerificationError as exc:
-        raise TriageError(
+        raise ConnectFailed(
             f"TLS certificate of IMAP server {where} not trusted: {exc.verify_message}"
             " (set imap.ca_file to its CA)"
         ) from None
     except ssl.SSLError as exc:
-        raise TriageError(f"TLS with IMAP server {where} failed: {exc.reason}") from None
+        raise ConnectFailed(f"TLS with IMAP server {where} failed: {exc.reason}") from None
     except TimeoutError:
         raise TriageError(f"IMAP server {where} did not answer within {settings.timeout_s:g} s") from None
     except (OSError, IMAPClientError) as exc:
-        raise TriageError(f"cannot connect to IMAP server {where}: {_text(exc)}") from None
+        raise ConnectFailed(f"cannot connect to IMAP server {where}: {_text(exc)}") from None
 
 
 def _ssl_context(settings: ImapSettings) -> ssl.SSLContext:
@@ -121,9 +172,9 @@ def _login(client: IMAPClient, settings: ImapSettings) -> None:
         else:
             client.login(settings.username, _password(settings))
     except LoginError as exc:
-        raise TriageError(f"IMAP login failed for {where}: {_text(exc)}") from None
+        raise LoginFailed(f"IMAP login failed for {where}: {_text(exc)}") from None
     except (IMAPClientError, OSError) as exc:
-        raise TriageError(f"IMAP login failed for {where}: {_text(exc)}") from None
+        raise ConnectFailed(f"IMAP connection lost during login to {where}: {_text(exc)}") from None
 
 
 def _password(settings: ImapSettings) -> str:

@@ -9,8 +9,8 @@ by a unique key, so a message is never recorded twice.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,23 @@ from triage.sources import RawMessage
 from triage.store.models import DecisionRecord, MailboxState, StoredMessage
 
 FINAL_STATUSES = ("ok", "needs-review", "unparseable")
+# Outcome fields stored as they are on a decision row (attempts add up instead).
+_OUTCOME_FIELDS = (
+    "status",
+    "decision",
+    "thread_id",
+    "title",
+    "reason",
+    "confidence",
+    "problem",
+    "raw_response",
+    "run_id",
+    "error_kind",
+    "error_text",
+    "latency_ms",
+)
+# What a decision carried over to a message's new identity keeps of the original.
+_CARRIED_FIELDS = (*_OUTCOME_FIELDS, "assistant_id", "template_hash", "prompt", "request_metadata")
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -95,7 +112,17 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def note_mailbox(self, account: str, mailbox: str, uidvalidity: int) -> None:
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """For modules that keep their own tables in this store (watchers, review)."""
+        return self._session
+
+    def note_mailbox(self, account: str, mailbox: str, uidvalidity: int, start_uid: int = 0) -> int | None:
+        """Record the mailbox's UIDVALIDITY; return the one known before (None if new).
+
+        A new mailbox's watermark starts at `start_uid`; a changed UIDVALIDITY resets it to 0,
+        since every UID of the old generation is void.
+        """
         with self._session.begin() as session:
             state = _mailbox_state(session, account, mailbox)
             if state is None:
@@ -104,16 +131,32 @@ class Store:
                         account=account,
                         name=mailbox,
                         uidvalidity=uidvalidity,
-                        highest_recorded_uid=0,
+                        highest_recorded_uid=start_uid,
                         updated_at=_now(),
                     )
                 )
-            elif state.uidvalidity != uidvalidity:
+                return None
+            previous = state.uidvalidity
+            if previous != uidvalidity:
                 state.uidvalidity, state.highest_recorded_uid = uidvalidity, 0
                 state.updated_at = _now()
+            return previous
 
-    def decided_uids(self, account: str, mailbox: str, uidvalidity: int) -> set[int]:
-        """UIDs whose outcome is final; everything else in the mailbox still needs triage."""
+    def watermark(self, account: str, mailbox: str) -> int:
+        """The highest UID below which every message of the mailbox has a recorded row."""
+        with self._session() as session:
+            state = _mailbox_state(session, account, mailbox)
+            return state.highest_recorded_uid if state is not None else 0
+
+    def advance_watermark(self, account: str, mailbox: str, uidvalidity: int, uid: int) -> None:
+        with self._session.begin() as session:
+            state = _mailbox_state(session, account, mailbox)
+            if state is not None and state.uidvalidity == uidvalidity and uid > state.highest_recorded_uid:
+                state.highest_recorded_uid = uid
+                state.updated_at = _now()
+
+    def unfinished_uids(self, account: str, mailbox: str, uidvalidity: int) -> list[int]:
+        """Claimed-but-unfinished and failed messages: the ones to run again."""
         query = (
             select(StoredMessage.uid)
             .join(DecisionRecord, DecisionRecord.message_pk == StoredMessage.id)
@@ -121,6 +164,23 @@ class Store:
                 StoredMessage.account == account,
                 StoredMessage.mailbox == mailbox,
                 StoredMessage.uidvalidity == uidvalidity,
+                DecisionRecord.status.not_in(FINAL_STATUSES),
+            )
+            .order_by(StoredMessage.uid)
+        )
+        with self._session() as session:
+            return list(session.scalars(query))
+
+    def decided_uids(self, account: str, mailbox: str, uidvalidity: int, above: int = 0) -> set[int]:
+        """UIDs (above `above`) whose outcome is final; the rest of the mailbox still needs triage."""
+        query = (
+            select(StoredMessage.uid)
+            .join(DecisionRecord, DecisionRecord.message_pk == StoredMessage.id)
+            .where(
+                StoredMessage.account == account,
+                StoredMessage.mailbox == mailbox,
+                StoredMessage.uidvalidity == uidvalidity,
+                StoredMessage.uid > above,
                 DecisionRecord.status.in_(FINAL_STATUSES),
             )
         )
@@ -144,29 +204,61 @@ class Store:
             session.flush()
             return record.id
 
+    def carry_over(self, raw: RawMessage, email: Email) -> Outcome | None:
+        """The same mail already decided under an earlier UIDVALIDITY keeps that decision.
+
+        A folder deleted and recreated, or a server migration, gives every message a new identity;
+        it is recognised by Message-ID plus date and size, and recorded again without a run.
+        """
+        if email.message_id is None:
+            return None
+        same_date = (
+            StoredMessage.sent_at.is_(None) if email.date is None else StoredMessage.sent_at == email.date
+        )
+        twin_query = (
+            select(DecisionRecord)
+            .join(StoredMessage, DecisionRecord.message_pk == StoredMessage.id)
+            .where(
+                StoredMessage.account == raw.account,
+                StoredMessage.mailbox == raw.mailbox,
+                StoredMessage.uidvalidity != raw.uidvalidity,
+                StoredMessage.message_id == email.message_id,
+                StoredMessage.size == len(raw.raw),
+                same_date,
+                DecisionRecord.status.in_(FINAL_STATUSES),
+            )
+            .order_by(DecisionRecord.id.desc())
+            .limit(1)
+        )
+        with self._session.begin() as session:
+            if _message_row(session, raw) is not None:
+                return None
+            twin = session.scalar(twin_query)
+            if twin is None:
+                return None
+            message = self._message(session, raw, email)
+            copied = {name: getattr(twin, name) for name in _CARRIED_FIELDS}
+            now = _now()
+            session.add(
+                DecisionRecord(
+                    message_pk=message.id,
+                    decided_by=f"carried-over:{twin.id}",
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                    **copied,
+                )
+            )
+            return Outcome(**{name: copied[name] for name in _OUTCOME_FIELDS})
+
     def record(self, decision_pk: int, outcome: Outcome) -> None:
         """Write a claimed message's outcome; attempts add up across passes."""
         with self._session.begin() as session:
             record = session.get_one(DecisionRecord, decision_pk)
-            for name in (
-                "status",
-                "decision",
-                "thread_id",
-                "title",
-                "reason",
-                "confidence",
-                "problem",
-                "raw_response",
-                "run_id",
-                "error_kind",
-                "error_text",
-                "latency_ms",
-            ):
+            for name in _OUTCOME_FIELDS:
                 setattr(record, name, getattr(outcome, name))
             record.attempts += outcome.attempts
             record.updated_at = _now()
-            if outcome.status in FINAL_STATUSES:
-                self._advance_mailbox(session, record.message_pk)
 
     def record_unparseable(self, raw: RawMessage, reason: str) -> bool:
         """Record bytes that are not mail at all; False if already recorded."""
@@ -187,11 +279,34 @@ class Store:
                         updated_at=now,
                     )
                 )
-                session.flush()
-                self._advance_mailbox(session, message.id)
         except IntegrityError:
             return False
         return True
+
+    def reopen(self, account: str, status: str, since: date | None) -> dict[str, set[int]]:
+        """Make chosen decisions of the mailboxes' current generation pending again, to be re-run.
+
+        Returns the UIDs per mailbox; the next pass (or the daemon) runs them again.
+        """
+        query = (
+            select(DecisionRecord, StoredMessage.mailbox, StoredMessage.uid)
+            .join(StoredMessage, DecisionRecord.message_pk == StoredMessage.id)
+            .join(
+                MailboxState,
+                (MailboxState.account == StoredMessage.account)
+                & (MailboxState.name == StoredMessage.mailbox)
+                & (MailboxState.uidvalidity == StoredMessage.uidvalidity),
+            )
+            .where(StoredMessage.account == account, DecisionRecord.status == status)
+        )
+        if since is not None:
+            query = query.where(DecisionRecord.updated_at >= datetime.combine(since, time.min, UTC))
+        chosen: dict[str, set[int]] = {}
+        with self._session.begin() as session:
+            for record, mailbox, uid in session.execute(query).tuples():
+                record.status, record.updated_at = "pending", _now()
+                chosen.setdefault(mailbox, set()).add(uid)
+        return chosen
 
     def status_counts(self) -> dict[str, int]:
         query = select(DecisionRecord.status, func.count()).group_by(DecisionRecord.status)
@@ -211,14 +326,7 @@ class Store:
             yield from session.execute(query.execution_options(yield_per=500)).tuples()
 
     def _message(self, session: Session, raw: RawMessage, email: Email | None) -> StoredMessage:
-        message = session.scalar(
-            select(StoredMessage).where(
-                StoredMessage.account == raw.account,
-                StoredMessage.mailbox == raw.mailbox,
-                StoredMessage.uidvalidity == raw.uidvalidity,
-                StoredMessage.uid == raw.uid,
-            )
-        )
+        message = _message_row(session, raw)
         if message is None:
             message = StoredMessage(
                 account=raw.account,
@@ -242,20 +350,28 @@ class Store:
             message.precedence = email.precedence
             message.body_excerpt = email.body
             message.parse_warnings = email.warnings
+            # The rest of what a template reads, so a replay can render this message again.
+            message.from_addresses = [[a.name, a.email] for a in email.from_]
+            message.to_addresses = [[a.name, a.email] for a in email.to]
+            message.cc_addresses = [[a.name, a.email] for a in email.cc]
+            message.reply_to_addresses = [[a.name, a.email] for a in email.reply_to]
+            message.sent_at_text = email.date.isoformat() if email.date else None
+            message.list_unsubscribe = email.list_unsubscribe
+            message.attachments = [asdict(a) for a in email.attachments]
+            message.body_chars = email.body_chars
         session.flush()
         return message
 
-    @staticmethod
-    def _advance_mailbox(session: Session, message_pk: int) -> None:
-        message = session.get_one(StoredMessage, message_pk)
-        state = _mailbox_state(session, message.account, message.mailbox)
-        if (
-            state is not None
-            and state.uidvalidity == message.uidvalidity
-            and message.uid > state.highest_recorded_uid
-        ):
-            state.highest_recorded_uid = message.uid
-            state.updated_at = _now()
+
+def _message_row(session: Session, raw: RawMessage) -> StoredMessage | None:
+    return session.scalar(
+        select(StoredMessage).where(
+            StoredMessage.account == raw.account,
+            StoredMessage.mailbox == raw.mailbox,
+            StoredMessage.uidvalidity == raw.uidvalidity,
+            StoredMessage.uid == raw.uid,
+        )
+    )
 
 
 def _mailbox_state(session: Session, account: str, mailbox: str) -> MailboxState | None:

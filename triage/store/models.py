@@ -66,13 +66,28 @@ class StoredMessage(Base):
     body_excerpt: Mapped[str | None] = mapped_column(Text)
     parse_warnings: Mapped[list[str] | None]
     first_seen_at: Mapped[datetime]
+    # What a template reads and the columns above lose, so a replay renders the same prompt:
+    # addresses as [name, email] pairs, the Date with its own offset (sent_at keeps none on
+    # SQLite), List-Unsubscribe, attachments and the untruncated body length. Added in 0003.
+    from_addresses: Mapped[list[list[str]] | None] = mapped_column(JSON)
+    to_addresses: Mapped[list[list[str]] | None] = mapped_column(JSON)
+    cc_addresses: Mapped[list[list[str]] | None] = mapped_column(JSON)
+    reply_to_addresses: Mapped[list[list[str]] | None] = mapped_column(JSON)
+    sent_at_text: Mapped[str | None] = mapped_column(String(40))
+    list_unsubscribe: Mapped[str | None] = mapped_column(Text)
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    body_chars: Mapped[int | None] = mapped_column(Integer)
 
 
 class DecisionRecord(Base):
     """Exactly one per message: its current outcome, with everything needed to explain it."""
 
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_status", "status"),)
+    __table_args__ = (
+        Index("ix_decisions_status", "status"),
+        Index("ix_decisions_created_at", "created_at"),
+        Index("ix_decisions_thread_id", "thread_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
@@ -118,3 +133,24 @@ class Watcher(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime]
+
+
+class Correction(Base):
+    """A human's correction of a decision, kept beside it (never overwriting it); the latest counts."""
+
+    __tablename__ = "corrections"
+    __table_args__ = (Index("ix_corrections_decision_pk", "decision_pk"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    decision_pk: Mapped[int] = mapped_column(ForeignKey("decisions.id"))
+    decision: Mapped[str] = mapped_column(String(20))  # new-task|existing-thread|ignore
+    thread_id: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime]
+
+
+# Not ORM models: made by migration 0003 and kept in step by SQL triggers (SQLite only). The
+# FTS5 index is a virtual table with shadow tables named after it.
+SEARCH_INDEX = "decisions_search"
+VIEWS = ("decisions_view", "threads_view", "decisions_search_source")

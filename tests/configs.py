@@ -1,0 +1,50 @@
+"""Write a triage.toml for a test: a private Dovecot, a run server, an SQLite store in the folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dovecot import DovecotServer
+
+
+def write_config(
+    directory: Path,
+    dovecot: DovecotServer,
+    url: str,
+    *,
+    langgraph: dict[str, object] | None = None,
+    watch: dict[str, object] | None = None,
+    **imap: object,
+) -> Path:
+    """Sections as keyword dicts; a value of None drops that key."""
+    sections = {
+        "imap": {
+            "host": "127.0.0.1",
+            "port": dovecot.port,
+            "tls": "none",
+            "username": dovecot.username,
+            "password": dovecot.password,
+            "timeout_s": 10,
+            **imap,
+        },
+        "langgraph": {"url": url, "max_concurrency": 32, **(langgraph or {})},
+        "store": {"url": f"sqlite:///{directory / 'triage.db'}"},
+        "watch": {"heartbeat_s": 0.2, **(watch or {})},
+    }
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml(value)}" for key, value in values.items() if value is not None]
+    path = directory / "triage.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str | Path):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)

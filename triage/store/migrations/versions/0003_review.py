@@ -1,0 +1,193 @@
+"""Review: corrections, the fields a template needs for replay, full-text search, readable views.
+
+- `corrections`: human corrections beside the decision they correct (never overwriting it; the
+  latest one counts).
+- `messages` gains what `PromptRenderer` reads but the first schema did not keep (addresses with
+  their display names, the Date with its own UTC offset, List-Unsubscribe, attachments, the full
+  body length), so `triage replay` re-renders a stored message exactly as it was first rendered.
+- `decisions_search` (SQLite only): an FTS5 index over subject, sender, body excerpt and reason,
+  one row per decision (rowid = decisions.id). Its content lives in the tables themselves (an
+  external-content index over the view `decisions_search_source`), so text is not stored twice;
+  triggers keep it in step. Other dialects have no index and `triage log -q` falls back to LIKE.
+  A later migration that rebuilds `messages` or `decisions` (batch mode copies and drops the
+  table, and its triggers with it) must call `create_search_triggers()` again.
+- `decisions_view` and `threads_view`: the log with readable columns, for `sqlite3 triage.db` or
+  `datasette triage.db`.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+_WHEN = sa.DateTime(timezone=True)
+_SEARCHED = "subject, sender, body, reason"
+
+DECISIONS_VIEW = """
+CREATE VIEW decisions_view AS
+SELECT d.id AS id,
+       d.created_at AS decided_at,
+       m.account AS account,
+       m.mailbox AS mailbox,
+       m.uid AS uid,
+       m.message_id AS message_id,
+       m.sent_at AS sent_at,
+       m.sender AS sender,
+       m.recipients AS recipients,
+       m.subject AS subject,
+       d.status AS status,
+       d.decision AS decision,
+       d.thread_id AS thread_id,
+       d.title AS title,
+       d.reason AS reason,
+       d.confidence AS confidence,
+       d.problem AS problem,
+       d.decided_by AS decided_by,
+       d.assistant_id AS assistant_id,
+       d.template_hash AS template_hash,
+       d.run_id AS run_id,
+       d.attempts AS attempts,
+       d.latency_ms AS latency_ms,
+       d.error_kind AS error_kind,
+       d.error_text AS error_text,
+       c.decision AS corrected_decision,
+       c.thread_id AS corrected_thread_id,
+       c.note AS correction_note,
+       c.author AS corrected_by,
+       c.created_at AS corrected_at,
+       COALESCE(c.decision, CASE WHEN d.status = 'ok' THEN d.decision ELSE d.status END)
+           AS effective_decision,
+       CASE WHEN c.id IS NULL THEN d.thread_id ELSE c.thread_id END AS effective_thread_id,
+       d.updated_at AS updated_at
+FROM decisions d
+JOIN messages m ON m.id = d.message_pk
+LEFT JOIN corrections c
+       ON c.id = (SELECT MAX(c2.id) FROM corrections c2 WHERE c2.decision_pk = d.id)
+"""
+
+# Threads are not a table yet: routing (which will start and continue LangGraph threads) is not
+# built, so a thread here is the set of decisions that name it, after corrections.
+THREADS_VIEW = """
+CREATE VIEW threads_view AS
+SELECT t.thread_id AS thread_id,
+       t.title AS title,
+       t.messages AS messages,
+       t.first_decided_at AS first_decided_at,
+       t.last_decided_at AS last_decided_at,
+       v.subject AS last_subject,
+       v.sender AS last_sender,
+       t.last_decision_id AS last_decision_id
+FROM (
+    SELECT effective_thread_id AS thread_id,
+           MAX(CASE WHEN effective_decision = 'new-task' THEN title END) AS title,
+           COUNT(*) AS messages,
+           MIN(decided_at) AS first_decided_at,
+           MAX(decided_at) AS last_decided_at,
+           MAX(id) AS last_decision_id
+    FROM decisions_view
+    WHERE effective_decision IN ('new-task', 'existing-thread') AND effective_thread_id IS NOT NULL
+    GROUP BY effective_thread_id
+) t
+JOIN decisions_view v ON v.id = t.last_decision_id
+"""
+
+_SEARCH_SOURCE = """
+CREATE VIEW decisions_search_source AS
+SELECT d.id AS id, m.subject AS subject, m.sender AS sender, m.body_excerpt AS body, d.reason AS reason
+FROM decisions d JOIN messages m ON m.id = d.message_pk
+"""
+
+# An external-content FTS5 index forgets a row only when told the values it indexed: every
+# trigger passes the old values with 'delete' before inserting the new ones.
+_SEARCH_TRIGGERS = (
+    f"""
+    CREATE TRIGGER decisions_search_insert AFTER INSERT ON decisions BEGIN
+        INSERT INTO decisions_search(rowid, {_SEARCHED})
+        SELECT new.id, m.subject, m.sender, m.body_excerpt, new.reason
+        FROM messages m WHERE m.id = new.message_pk;
+    END
+    """,
+    f"""
+    CREATE TRIGGER decisions_search_delete AFTER DELETE ON decisions BEGIN
+        INSERT INTO decisions_search(decisions_search, rowid, {_SEARCHED})
+        SELECT 'delete', old.id, m.subject, m.sender, m.body_excerpt, old.reason
+        FROM messages m WHERE m.id = old.message_pk;
+    END
+    """,
+    f"""
+    CREATE TRIGGER decisions_search_update AFTER UPDATE OF reason, message_pk ON decisions
+    WHEN old.reason IS NOT new.reason OR old.message_pk IS NOT new.message_pk BEGIN
+        INSERT INTO decisions_search(decisions_search, rowid, {_SEARCHED})
+        SELECT 'delete', old.id, m.subject, m.sender, m.body_excerpt, old.reason
+        FROM messages m WHERE m.id = old.message_pk;
+        INSERT INTO decisions_search(rowid, {_SEARCHED})
+        SELECT new.id, m.subject, m.sender, m.body_excerpt, new.reason
+        FROM messages m WHERE m.id = new.message_pk;
+    END
+    """,
+    f"""
+    CREATE TRIGGER decisions_search_message AFTER UPDATE OF subject, sender, body_excerpt ON messages
+    WHEN old.subject IS NOT new.subject OR old.sender IS NOT new.sender
+         OR old.body_excerpt IS NOT new.body_excerpt BEGIN
+        INSERT INTO decisions_search(decisions_search, rowid, {_SEARCHED})
+        SELECT 'delete', d.id, old.subject, old.sender, old.body_excerpt, d.reason
+        FROM decisions d WHERE d.message_pk = old.id;
+        INSERT INTO decisions_search(rowid, {_SEARCHED})
+        SELECT d.id, new.subject, new.sender, new.body_excerpt, d.reason
+        FROM decisions d WHERE d.message_pk = new.id;
+    END
+    """,
+)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "corrections",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("decision_pk", sa.Integer, sa.ForeignKey("decisions.id"), nullable=False),
+        sa.Column("decision", sa.String(20), nullable=False),
+        sa.Column("thread_id", sa.String(200)),
+        sa.Column("note", sa.Text),
+        sa.Column("author", sa.String(320)),
+        sa.Column("created_at", _WHEN, nullable=False),
+    )
+    op.create_index("ix_corrections_decision_pk", "corrections", ["decision_pk"])
+    op.create_index("ix_decisions_created_at", "decisions", ["created_at"])
+    op.create_index("ix_decisions_thread_id", "decisions", ["thread_id"])
+    for column in (
+        sa.Column("from_addresses", sa.JSON),
+        sa.Column("to_addresses", sa.JSON),
+        sa.Column("cc_addresses", sa.JSON),
+        sa.Column("reply_to_addresses", sa.JSON),
+        sa.Column("sent_at_text", sa.String(40)),
+        sa.Column("list_unsubscribe", sa.Text),
+        sa.Column("attachments", sa.JSON),
+        sa.Column("body_chars", sa.Integer),
+    ):
+        op.add_column("messages", column)
+    if op.get_bind().dialect.name == "sqlite":
+        create_search_index()
+    op.execute(DECISIONS_VIEW)
+    op.execute(THREADS_VIEW)
+
+
+def create_search_index() -> None:
+    """The FTS5 index, its triggers, and an index of whatever the log already holds."""
+    op.execute(_SEARCH_SOURCE)
+    op.execute(
+        f"CREATE VIRTUAL TABLE decisions_search USING fts5({_SEARCHED}, "
+        "content='decisions_search_source', content_rowid='id', tokenize='unicode61 remove_diacritics 2')"
+    )
+    create_search_triggers()
+    op.execute("INSERT INTO decisions_search(decisions_search) VALUES ('rebuild')")
+
+
+def create_search_triggers() -> None:
+    for trigger in _SEARCH_TRIGGERS:
+        op.execute(trigger)

@@ -1,0 +1,178 @@
+"""The watchers table: one daemon per mailbox (a lease renewed by heartbeats) and its health.
+
+A lease is free when nobody holds it, when its holder stopped cleanly, when its heartbeat is older
+than `lease_s`, or when its holder was a process on this host that no longer exists (a SIGKILLed
+daemon restarted at once must not wait for the lease to age).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from triage.errors import TriageError
+from triage.store import Store
+from triage.store.models import Watcher
+
+STATUS_FIELDS = (
+    "state",
+    "connected",
+    "idle_since",
+    "last_seen_uid",
+    "last_decision_at",
+    "backlog",
+    "failures",
+    "last_error",
+)
+
+
+class MailboxTaken(TriageError):
+    """Another live daemon watches this mailbox in this store."""
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherStatus:
+    account: str
+    mailbox: str
+    owner: str | None
+    state: str
+    connected: bool
+    idle_since: datetime | None
+    last_seen_uid: int | None
+    last_decision_at: datetime | None
+    backlog: int
+    failures: int
+    last_error: str | None
+    started_at: datetime | None
+    heartbeat_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(when: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; they were written in UTC."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _holder_alive(owner: str | None, heartbeat_at: datetime, lease_s: float) -> bool:
+    if owner is None or _now() - _aware(heartbeat_at) > timedelta(seconds=lease_s):
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire(store: Store, account: str, mailbox: str, owner: str, lease_s: float) -> None:
+    """Take the mailbox's lease or raise MailboxTaken naming the holder."""
+    now = _now()
+    with store.sessions.begin() as session:
+        row = session.scalar(select(Watcher).where(Watcher.account == account, Watcher.mailbox == mailbox))
+        if row is None:
+            session.add(
+                Watcher(
+                    account=account,
+                    mailbox=mailbox,
+                    owner=owner,
+                    state="starting",
+                    connected=False,
+                    backlog=0,
+                    failures=0,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
+            try:
+                session.flush()
+            except IntegrityError:
+                raise MailboxTaken(
+                    f"mailbox {mailbox!r} of {account} is being taken by another daemon"
+                ) from None
+            return
+        if (
+            row.owner != owner
+            and row.state != "stopped"
+            and _holder_alive(row.owner, row.heartbeat_at, lease_s)
+        ):
+            raise MailboxTaken(
+                f"mailbox {mailbox!r} of {account} is already watched by {row.owner} "
+                f"(heartbeat {_aware(row.heartbeat_at):%H:%M:%S} UTC); use --wait to wait for it"
+            )
+        taken = session.execute(
+            update(Watcher)
+            .where(
+                Watcher.id == row.id,
+                Watcher.owner.is_not_distinct_from(row.owner),
+                Watcher.heartbeat_at == row.heartbeat_at,
+            )
+            .values(
+                owner=owner,
+                state="starting",
+                connected=False,
+                failures=0,
+                last_error=None,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            raise MailboxTaken(f"mailbox {mailbox!r} of {account} was just taken by another daemon")
+
+
+def heartbeat(store: Store, account: str, mailbox: str, owner: str, **status: Any) -> bool:
+    """Write the watcher's health; False if the lease was lost to another daemon."""
+    unknown = set(status) - set(STATUS_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown watcher fields: {sorted(unknown)}")
+    with store.sessions.begin() as session:
+        done = session.execute(
+            update(Watcher)
+            .where(Watcher.account == account, Watcher.mailbox == mailbox, Watcher.owner == owner)
+            .values(heartbeat_at=_now(), **status)
+        )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def release(store: Store, account: str, mailbox: str, owner: str) -> None:
+    heartbeat(store, account, mailbox, owner, state="stopped", connected=False)
+
+
+def statuses(store: Store) -> list[WatcherStatus]:
+    with store.sessions() as session:
+        rows = session.scalars(select(Watcher).order_by(Watcher.account, Watcher.mailbox))
+        return [
+            WatcherStatus(
+                r.account,
+                r.mailbox,
+                r.owner,
+                r.state,
+                r.connected,
+                r.idle_since,
+                r.last_seen_uid,
+                r.last_decision_at,
+                r.backlog,
+                r.failures,
+                r.last_error,
+                r.started_at,
+                _aware(r.heartbeat_at),
+            )
+            for r in rows
+        ]

@@ -1,0 +1,365 @@
+"""`triage watch`: a daemon that never misses a message and never triages one twice.
+
+One thread per watched mailbox holds its IMAP connection (imapclient blocks); runs happen on the
+asyncio loop of the main thread, bounded by `langgraph.max_concurrency` across all mailboxes.
+
+Per mailbox the store keeps a watermark: the highest UID below which every message has a row.
+A watcher looks for UIDs above it, triages them in ascending batches, and raises the watermark
+only once a whole batch is recorded. Failed runs keep their rows (status `error`) and are tried
+again with backoff; claimed-but-unfinished rows left by a crash are tried again at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from imapclient.exceptions import IMAPClientError
+
+from triage.config import Settings
+from triage.errors import TriageError
+from triage.pipeline import Pipeline, Triaged
+from triage.prompt import PromptRenderer
+from triage.runs import RunsClient
+from triage.sources import RawMessage
+from triage.sources.imap import ConnectFailed, ImapSource, LoginFailed
+from triage.store import Store
+from triage.store import watchers as leases
+
+log = logging.getLogger("triage.watch")
+
+# Every sign of a dead or hung link: reconnect.
+LINK_ERRORS = (ConnectFailed, IMAPClientError, OSError)
+_RECONNECT_BASE_S = 1.0
+_RETRY_BASE_S = 5.0
+_LEASE_WAIT_S = 1.0
+
+Submit = Callable[[list[RawMessage]], list[Triaged | None]]
+
+
+def backoff_s(failures: int, base_s: float, cap_s: float) -> float:
+    """Exponential backoff with jitter: base * 2^(failures-1), capped, times 0.5..1."""
+    return min(cap_s, base_s * 2 ** max(failures - 1, 0)) * random.uniform(0.5, 1.0)
+
+
+@dataclass
+class RetrySchedule:
+    """When each failed message of a mailbox may be tried again (in this process's memory)."""
+
+    cap_s: float
+    failures: dict[int, int] = field(default_factory=dict)
+    due: dict[int, float] = field(default_factory=dict)
+
+    def failed(self, uid: int) -> None:
+        self.failures[uid] = self.failures.get(uid, 0) + 1
+        self.due[uid] = time.monotonic() + backoff_s(self.failures[uid], _RETRY_BASE_S, self.cap_s)
+
+    def succeeded(self, uid: int) -> None:
+        self.failures.pop(uid, None)
+        self.due.pop(uid, None)
+
+    def is_due(self, uid: int) -> bool:
+        return self.due.get(uid, 0.0) <= time.monotonic()
+
+    def next_due_in(self) -> float | None:
+        if not self.due:
+            return None
+        return max(0.0, min(self.due.values()) - time.monotonic())
+
+
+class MailboxWatcher:
+    """Connect, catch up, IDLE (or poll), triage; reconnect on any sign of a dead link."""
+
+    def __init__(
+        self, settings: Settings, mailbox: str, store: Store, submit: Submit, stop: threading.Event
+    ) -> None:
+        self.settings = settings
+        self.mailbox = mailbox
+        self.account = settings.imap.account_name
+        self.store = store
+        self.submit = submit
+        self.stop = stop
+        self.retries = RetrySchedule(settings.watch.retry_backoff_cap_s)
+        self.status: dict[str, Any] = {"state": "starting", "connected": False, "backlog": 0, "failures": 0}
+        self.fatal: TriageError | None = None
+        self._ever_connected = False
+
+    def run(self) -> None:
+        """Thread body: sessions until stopped; a refused login before any success is fatal."""
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                self._session()
+                return
+            except LoginFailed as exc:
+                if not self._ever_connected:
+                    self.fatal = exc
+                    self.stop.set()
+                    return
+                failures = self._lost(failures, str(exc))
+            except LINK_ERRORS as exc:
+                failures = self._lost(failures, _describe(exc))
+            except CancelledError:
+                return
+            except Exception:
+                log.exception("%s: watcher failed", self.mailbox)
+                self.fatal = TriageError(f"the watcher of {self.mailbox!r} failed (traceback logged above)")
+                self.stop.set()
+                return
+
+    def _lost(self, failures: int, reason: str) -> int:
+        """Log the change of state once, not once per retry, and wait before reconnecting."""
+        if failures == 0:
+            log.warning("%s: connection lost (%s); reconnecting", self.mailbox, reason)
+        failures += 1
+        self._set(
+            state="reconnecting", connected=False, failures=failures, last_error=reason, idle_since=None
+        )
+        self.stop.wait(backoff_s(failures, _RECONNECT_BASE_S, self.settings.watch.reconnect_backoff_cap_s))
+        return failures
+
+    def _set(self, **status: Any) -> None:
+        self.status.update(status)
+
+    def _session(self) -> None:
+        source = ImapSource(self.settings.imap)
+        try:
+            uidvalidity = source.select(self.mailbox)
+            start_uid = source.highest_uid()
+            previous = self.store.note_mailbox(self.account, self.mailbox, uidvalidity, start_uid=start_uid)
+            if previous is None and start_uid:
+                log.info(
+                    "%s: first watch; mail up to UID %d is left to `triage backfill`", self.mailbox, start_uid
+                )
+            elif previous is not None and previous != uidvalidity:
+                log.warning(
+                    "%s: UIDVALIDITY changed from %s to %s; mail decided before is recognised by "
+                    "Message-ID, date and size and not triaged again",
+                    self.mailbox,
+                    previous,
+                    uidvalidity,
+                )
+            use_idle = self.settings.watch.mode == "idle" or (
+                self.settings.watch.mode == "auto" and source.supports_idle
+            )
+            if self._ever_connected and self.status["failures"]:
+                log.info("%s: reconnected after %d attempts", self.mailbox, self.status["failures"])
+            elif not self._ever_connected:
+                log.info("%s: watching (%s)", self.mailbox, "IDLE" if use_idle else "polling")
+            self._ever_connected = True
+            self._set(state="catching-up", connected=True, failures=0, last_error=None)
+            while not self.stop.is_set():
+                self._catch_up(source, uidvalidity)
+                if self.stop.is_set():
+                    break
+                self._wait(source, use_idle)
+        finally:
+            source.close()
+
+    def _catch_up(self, source: ImapSource, uidvalidity: int) -> None:
+        """Triage every UID above the watermark, and every failed one whose retry is due."""
+        watermark = self.store.watermark(self.account, self.mailbox)
+        fresh = source.uids_above(watermark)
+        decided = self.store.decided_uids(self.account, self.mailbox, uidvalidity, above=watermark)
+        unfinished = self.store.unfinished_uids(self.account, self.mailbox, uidvalidity)
+        due = {uid for uid in unfinished if self.retries.is_due(uid)}
+        todo = sorted({uid for uid in fresh if uid not in decided} | due)
+        self._set(
+            backlog=len(todo) + len(unfinished) - len(due),
+            last_seen_uid=max(fresh, default=watermark) or None,
+        )
+        batch_size = self.settings.imap.fetch_batch
+        for start in range(0, len(todo), batch_size):
+            if self.stop.is_set():
+                return
+            batch = todo[start : start + batch_size]
+            results = self.submit(list(source.fetch(batch)))
+            if any(result is None for result in results):
+                return  # stopping: the rest stays for the next start
+            for result in results:
+                self._note(result)
+            highest_fresh = max((uid for uid in batch if uid > watermark), default=0)
+            if highest_fresh:
+                self.store.advance_watermark(self.account, self.mailbox, uidvalidity, highest_fresh)
+        self._set(backlog=len(self.store.unfinished_uids(self.account, self.mailbox, uidvalidity)))
+
+    def _note(self, result: Triaged | None) -> None:
+        if result is None or result.outcome is None:
+            return
+        outcome, uid = result.outcome, result.raw.uid
+        if outcome.status == "error":
+            self.retries.failed(uid)
+            log.warning(
+                "%s uid %d: run failed (%s: %s); will retry",
+                self.mailbox,
+                uid,
+                outcome.error_kind,
+                outcome.error_text,
+            )
+        else:
+            self.retries.succeeded(uid)
+            verdict = outcome.decision if outcome.status == "ok" else outcome.status
+            how = " (carried over)" if result.carried_over else ""
+            log.info(
+                "%s uid %d: %s%s - %s", self.mailbox, uid, verdict, how, result.subject or "(no subject)"
+            )
+        self._set(last_decision_at=datetime.now(UTC))
+
+    def _wait(self, source: ImapSource, use_idle: bool) -> None:
+        """Until new mail, a retry falling due, or a stop request."""
+        retry_in = self.retries.next_due_in()
+        self._set(state="idle", idle_since=datetime.now(UTC))
+        if use_idle:
+            renew = (
+                self.settings.watch.idle_renew_s
+                if retry_in is None
+                else min(retry_in, self.settings.watch.idle_renew_s)
+            )
+            source.idle_until_change(max(renew, 0.1), self.stop.is_set)
+        else:
+            interval = self.settings.watch.poll_interval_s
+            self.stop.wait(interval if retry_in is None else min(retry_in, interval))
+            source.noop()
+        self._set(state="catching-up", idle_since=None)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the server stopped answering (socket timeout)"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Daemon:
+    """Leases, watchers, the shared run pool, heartbeats and a graceful stop."""
+
+    def __init__(self, settings: Settings, mailboxes: list[str], *, wait_for_lease: bool = False) -> None:
+        self.settings = settings
+        self.mailboxes = mailboxes
+        self.wait_for_lease = wait_for_lease
+        self.owner = leases.this_process()
+        self.stop = threading.Event()
+        self._inflight: set[asyncio.Task[Triaged | None]] = set()
+
+    def run(self) -> int:
+        return asyncio.run(self._main())
+
+    async def _main(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._request_stop, sig)
+        renderer = PromptRenderer(self.settings.prompt.template)
+        store = Store.open(self.settings.store.url)
+        account = self.settings.imap.account_name
+        try:
+            await self._acquire_leases(store, account)
+            if self.stop.is_set():
+                return 0
+            async with RunsClient(self.settings.langgraph) as runs:
+                pipeline = Pipeline(self.settings, renderer, runs, store)
+                semaphore = asyncio.Semaphore(self.settings.langgraph.max_concurrency)
+                watchers = [
+                    MailboxWatcher(
+                        self.settings, mailbox, store, self._submitter(loop, pipeline, semaphore), self.stop
+                    )
+                    for mailbox in self.mailboxes
+                ]
+                threads = [
+                    threading.Thread(target=w.run, name=f"watch {w.mailbox}", daemon=True) for w in watchers
+                ]
+                for thread in threads:
+                    thread.start()
+                await self._until_stopped(store, account, watchers)
+                await self._drain()
+                for thread in threads:
+                    await asyncio.to_thread(thread.join, self.settings.imap.timeout_s)
+                for watcher in watchers:
+                    leases.heartbeat(store, account, watcher.mailbox, self.owner, **watcher.status)
+                fatal = next((w.fatal for w in watchers if w.fatal is not None), None)
+                if fatal is not None:
+                    raise fatal
+            log.info("stopped")
+            return 0
+        finally:
+            for mailbox in self.mailboxes:
+                leases.release(store, account, mailbox, self.owner)
+            store.close()
+
+    def _request_stop(self, sig: signal.Signals) -> None:
+        if not self.stop.is_set():
+            log.info(
+                "%s: finishing in-flight runs (up to %g s), then stopping",
+                sig.name,
+                self.settings.watch.shutdown_grace_s,
+            )
+        self.stop.set()
+
+    async def _acquire_leases(self, store: Store, account: str) -> None:
+        for mailbox in self.mailboxes:
+            while True:
+                try:
+                    leases.acquire(store, account, mailbox, self.owner, self.settings.watch.lease_s)
+                    break
+                except leases.MailboxTaken:
+                    if not self.wait_for_lease:
+                        raise
+                    if self.stop.is_set():
+                        return
+                    await asyncio.sleep(_LEASE_WAIT_S)
+
+    def _submitter(
+        self, loop: asyncio.AbstractEventLoop, pipeline: Pipeline, semaphore: asyncio.Semaphore
+    ) -> Submit:
+        """What a watcher thread calls: triage a batch on the loop, block until it is done."""
+
+        async def one(raw: RawMessage) -> Triaged | None:
+            async with semaphore:
+                if self.stop.is_set():
+                    return None  # stop taking new messages; unclaimed, so found again next start
+                return await pipeline.triage(raw)
+
+        async def batch(raws: list[RawMessage]) -> list[Triaged | None]:
+            tasks = [asyncio.create_task(one(raw)) for raw in raws]
+            self._inflight.update(tasks)
+            try:
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                self._inflight.difference_update(tasks)
+            return [r if isinstance(r, Triaged) else None for r in results]
+
+        def submit(raws: list[RawMessage]) -> list[Triaged | None]:
+            return asyncio.run_coroutine_threadsafe(batch(raws), loop).result()
+
+        return submit
+
+    async def _until_stopped(self, store: Store, account: str, watchers: list[MailboxWatcher]) -> None:
+        """Write heartbeats until a stop is requested (or a watcher failed for good)."""
+        while not self.stop.is_set():
+            for watcher in watchers:
+                if not leases.heartbeat(store, account, watcher.mailbox, self.owner, **watcher.status):
+                    watcher.fatal = leases.MailboxTaken(
+                        f"lost the lease on mailbox {watcher.mailbox!r} to another daemon"
+                    )
+                    self.stop.set()
+            await asyncio.to_thread(self.stop.wait, self.settings.watch.heartbeat_s)
+
+    async def _drain(self) -> None:
+        """Let in-flight runs finish within the grace period; cancel the rest (they stay pending)."""
+        pending = set(self._inflight)
+        if not pending:
+            return
+        _, unfinished = await asyncio.wait(pending, timeout=self.settings.watch.shutdown_grace_s)
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            log.warning("%d runs did not finish within the grace period; they stay pending", len(unfinished))
+            await asyncio.wait(unfinished)
