@@ -1,0 +1,292 @@
+"""`triage watch` against a real Dovecot and a real `langgraph dev`: every appended message ends
+with exactly one recorded decision, whatever happens to the connection, the servers or the daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from cli import run_triage
+from configs import write_config
+from dovecot import DovecotServer
+from store_view import final_count, outcomes, rows
+from watchd import WatchProcess, wait_until, watcher_state
+
+from triage.devserver import DevServer
+
+WATCH_FAST = {"idle_renew_s": 5, "heartbeat_s": 0.2, "retry_backoff_cap_s": 1, "reconnect_backoff_cap_s": 1}
+
+
+def _plain(count: int, start: int = 0) -> list[bytes]:
+    """Distinct, well-formed messages (the corpus's unparseable kinds would blur the counts)."""
+    return [
+        f"From: user{n}@example.com\r\nTo: team@example.com\r\nSubject: Request {n}\r\n"
+        f"Message-ID: <watch-{n}@example.test>\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\n\r\n"
+        f"Please look at item {n}.\r\n".encode()
+        for n in range(start, start + count)
+    ]
+
+
+def _all_final_once(db: Path, uids: range) -> dict[int, tuple[str, str | None, int]]:
+    """Exactly one row per uid, all of them final (ok), and no other rows."""
+    result = outcomes(db)
+    assert sorted(result) == list(uids), sorted(result)
+    assert Counter(status for status, _, _ in result.values()) == {"ok": len(uids)}
+    return result
+
+
+@pytest.fixture
+def setup(
+    tmp_path: Path, dovecot: DovecotServer, langgraph_server: DevServer
+) -> tuple[Path, DovecotServer, str]:
+    write_config(tmp_path, dovecot, langgraph_server.url, watch=WATCH_FAST, timeout_s=3)
+    return tmp_path, dovecot, langgraph_server.url
+
+
+def test_new_mail_while_idling_is_triaged_once_and_old_mail_is_left_to_backfill(
+    setup: tuple[Path, DovecotServer, str],
+) -> None:
+    folder, dovecot, _url = setup
+    db = folder / "triage.db"
+    dovecot.append(_plain(3))  # before the first watch: backfill's job
+    with WatchProcess(folder) as daemon:
+        daemon.wait_idle(db)
+        assert "first watch; mail up to UID 3 is left to `triage backfill`" in daemon.log
+        for burst in range(3):
+            dovecot.append(_plain(10, start=3 + burst * 10))
+            wait_until(lambda b=burst: final_count(db) == 10 * (b + 1), 60, f"burst {burst} decided")
+        status = run_triage("status", "--json", cwd=folder)
+        entry = json.loads(status.stdout)
+        assert entry["mailbox"] == "INBOX" and entry["alive"] is True and entry["connected"] is True
+        assert entry["last_seen_uid"] == 33
+        assert daemon.stop() == 0
+    result = _all_final_once(db, range(4, 34))
+    assert all(attempts == 1 for _, _, attempts in result.values())
+    assert daemon.log.count(" uid ") == 30  # one line per processed message
+    assert watcher_state(db) == "stopped"
+
+
+def test_killed_imap_sessions_during_idle_and_during_fetches(setup: tuple[Path, DovecotServer, str]) -> None:
+    folder, dovecot, url = setup
+    db = folder / "triage.db"
+    write_config(folder, dovecot, url, watch=WATCH_FAST, timeout_s=3, fetch_batch=5)
+    with WatchProcess(folder) as daemon:
+        daemon.wait_idle(db)
+        for pid in dovecot.session_pids():
+            os.kill(pid, signal.SIGKILL)
+        dovecot.append(_plain(5))
+        wait_until(lambda: final_count(db) == 5, 60, "mail after a killed IDLE session")
+        assert "INBOX: connection lost" in daemon.log
+        dovecot.append(_plain(60, start=5))
+        kills = 0
+        while final_count(db) < 65 and kills < 4:
+            wait_until(lambda k=kills: final_count(db) >= 10 + 12 * k, 60, "progress between kills")
+            for pid in dovecot.session_pids():
+                os.kill(pid, signal.SIGKILL)
+            kills += 1
+        wait_until(lambda: final_count(db) == 65, 90, "all mail decided after the kills")
+        assert daemon.stop() == 0
+    _all_final_once(db, range(1, 66))
+
+
+def test_dovecot_down_while_mail_lands_in_its_maildir(setup: tuple[Path, DovecotServer, str]) -> None:
+    folder, dovecot, _url = setup
+    db = folder / "triage.db"
+    with WatchProcess(folder) as daemon:
+        daemon.wait_idle(db)
+        dovecot.stop()
+        maildir = dovecot.root / "mail" / dovecot.username
+        for n, raw in enumerate(_plain(8)):
+            tmp = maildir / "tmp" / f"{time.time():.6f}.m{n}.test"
+            tmp.write_bytes(raw)
+            os.chown(tmp, 65534, 65534)
+            tmp.rename(maildir / "new" / tmp.name)
+        wait_until(lambda: watcher_state(db) == "reconnecting", 30, "the daemon to notice")
+        time.sleep(10)  # the outage itself: ten seconds of refused connections
+        dovecot.restart()
+        wait_until(lambda: final_count(db) == 8, 60, "mail that arrived during the outage")
+        assert daemon.log.count("INBOX: connection lost") == 1  # one line per change, not per retry
+        assert "INBOX: reconnected after" in daemon.log
+        assert daemon.stop() == 0
+    _all_final_once(db, range(1, 9))
+
+
+def test_a_hung_server_is_noticed_within_the_configured_timeout(
+    setup: tuple[Path, DovecotServer, str],
+) -> None:
+    folder, dovecot, url = setup
+    db = folder / "triage.db"
+    write_config(folder, dovecot, url, watch={**WATCH_FAST, "idle_renew_s": 2}, timeout_s=2)
+    with WatchProcess(folder) as daemon:
+        daemon.wait_idle(db)
+        (session,) = dovecot.session_pids()
+        os.kill(session, signal.SIGSTOP)
+        noticed = daemon.wait_for_log("the server stopped answering (socket timeout)", timeout=30)
+        # idle_renew_s (2) + timeout_s (2), and a margin for the daemon's own pace.
+        assert noticed < 2 + 2 + 4, noticed
+        dovecot.append(_plain(3))
+        wait_until(lambda: final_count(db) == 3, 60, "mail through a new session")
+        assert daemon.stop() == 0
+    _all_final_once(db, range(1, 4))
+
+
+def test_run_server_down_then_back_drains_the_backlog(tmp_path: Path, dovecot: DovecotServer) -> None:
+    db = tmp_path / "triage.db"
+    with DevServer(jobs=16) as server:
+        write_config(
+            tmp_path,
+            dovecot,
+            server.url,
+            watch=WATCH_FAST,
+            timeout_s=3,
+            langgraph={"max_attempts": 2, "backoff_cap_s": 0.1, "timeout_s": 5},
+        )
+        with WatchProcess(tmp_path) as daemon:
+            daemon.wait_idle(db)
+            server.stop()
+            dovecot.append(_plain(6))
+            wait_until(
+                lambda: rows(db, "SELECT count(*) FROM decisions WHERE status = 'error'")[0][0] == 6,
+                60,
+                "failed runs recorded as errors",
+            )
+            assert final_count(db) == 0
+            server.restart()
+            wait_until(lambda: final_count(db) == 6, 60, "the backlog to drain")
+            assert daemon.stop() == 0
+    result = _all_final_once(db, range(1, 7))
+    assert all(attempts >= 3 for _, _, attempts in result.values()), result  # 2 failed + 1 good
+
+
+def test_sigterm_during_a_busy_batch_then_restart(setup: tuple[Path, DovecotServer, str]) -> None:
+    folder, dovecot, url = setup
+    db = folder / "triage.db"
+    write_config(folder, dovecot, url, watch=WATCH_FAST, timeout_s=3, langgraph={"max_concurrency": 2})
+    with WatchProcess(folder) as daemon:
+        daemon.wait_idle(db)
+        dovecot.append(_plain(40))
+        wait_until(lambda: final_count(db) >= 4, 60, "the batch to be under way")
+        started = time.monotonic()
+        assert daemon.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 10 + 5  # shutdown_grace_s and a margin
+    assert final_count(db) < 40, "the stop must land mid-batch"
+    assert "finishing in-flight runs" in daemon.log
+    with WatchProcess(folder) as again:
+        wait_until(lambda: final_count(db) == 40, 90, "the rest after a restart")
+        assert again.stop() == 0
+    _all_final_once(db, range(1, 41))
+
+
+def test_sigkill_then_restart_loses_nothing_and_repeats_nothing(
+    setup: tuple[Path, DovecotServer, str],
+) -> None:
+    folder, dovecot, url = setup
+    db = folder / "triage.db"
+    write_config(folder, dovecot, url, watch=WATCH_FAST, timeout_s=3, langgraph={"max_concurrency": 2})
+    with WatchProcess(folder) as daemon:
+        daemon.wait_idle(db)
+        dovecot.append(_plain(40))
+        wait_until(lambda: final_count(db) >= 6, 60, "the batch to be under way")
+        daemon.stop(signal.SIGKILL)
+    before = {uid: r for uid, r in outcomes(db).items() if r[0] == "ok"}
+    assert len(before) < 40
+    with WatchProcess(folder) as again:  # at once: the dead holder's lease is taken over
+        wait_until(lambda: final_count(db) == 40, 90, "the rest after a SIGKILL")
+        assert again.stop() == 0
+    after = _all_final_once(db, range(1, 41))
+    assert all(after[uid] == r for uid, r in before.items())
+
+
+def test_a_recreated_folder_keeps_old_decisions_and_triages_only_new_mail(
+    setup: tuple[Path, DovecotServer, str],
+) -> None:
+    folder, dovecot, _url = setup
+    db = folder / "triage.db"
+    dovecot.create_mailbox("Work")
+    old = _plain(5)
+    dovecot.append(old, mailbox="Work")
+    assert run_triage("backfill", "--mailbox", "Work", cwd=folder).returncode == 0
+    with WatchProcess(folder, "--mailbox", "Work") as daemon:
+        daemon.wait_idle(db, "Work")
+        with dovecot.client() as client:
+            client.delete_folder("Work")
+            client.create_folder("Work")
+        dovecot.append(old + _plain(3, start=100), mailbox="Work")
+        wait_until(lambda: final_count(db) == 5 + 8, 60, "old and new mail in the recreated folder")
+        assert "Work: UIDVALIDITY changed" in daemon.log
+        assert daemon.stop() == 0
+    generations = rows(
+        db,
+        "SELECT m.uidvalidity, m.uid, d.decided_by, d.attempts FROM messages m "
+        "JOIN decisions d ON d.message_pk = m.id ORDER BY m.uidvalidity, m.uid",
+    )
+    first, second = sorted({g[0] for g in generations})
+    assert [(uid, by) for v, uid, by, _ in generations if v == first] == [(u, "run") for u in range(1, 6)]
+    new = [(uid, str(by)) for v, uid, by, _ in generations if v == second]
+    assert [uid for uid, _ in new] == list(range(1, 9))
+    assert [by.split(":")[0] for _, by in new] == ["carried-over"] * 5 + ["run"] * 3
+
+
+def test_a_second_daemon_refuses_or_waits(setup: tuple[Path, DovecotServer, str]) -> None:
+    folder, dovecot, _url = setup
+    db = folder / "triage.db"
+    with WatchProcess(folder) as first:
+        first.wait_idle(db)
+        refused = run_triage("watch", cwd=folder, timeout=60)
+        assert refused.returncode == 1
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is already watched by" in lines[0], refused.stderr
+        with WatchProcess(folder, "--wait") as second:
+            time_waiting = time.monotonic()
+            wait_until(lambda: time.monotonic() - time_waiting > 1, 5, "a moment")
+            assert second.process.poll() is None and "watching" not in second.log
+            assert first.stop() == 0
+            second.wait_for_log("INBOX: watching (IDLE)")
+            dovecot.append(_plain(2))
+            wait_until(lambda: final_count(db) == 2, 60, "mail through the second daemon")
+            assert second.stop() == 0
+    _all_final_once(db, range(1, 3))
+
+
+def test_wrong_password_is_fatal_with_one_line(setup: tuple[Path, DovecotServer, str]) -> None:
+    folder, dovecot, url = setup
+    write_config(folder, dovecot, url, watch=WATCH_FAST, password="not-the-Pa55word")
+    done = run_triage("watch", cwd=folder, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("triage: error: IMAP login failed")
+    assert "Traceback" not in done.stderr and "not-the-Pa55word" not in done.stderr
+
+
+def test_json_logs_and_retry_by_hand(setup: tuple[Path, DovecotServer, str]) -> None:
+    folder, dovecot, url = setup
+    db = folder / "triage.db"
+    dovecot.append(_plain(4))
+    write_config(
+        folder, dovecot, "http://127.0.0.1:9", watch=WATCH_FAST, langgraph={"max_attempts": 1, "timeout_s": 2}
+    )
+    assert run_triage("backfill", cwd=folder).returncode == 1  # unreachable: nothing recorded
+    write_config(folder, dovecot, url, watch=WATCH_FAST)
+    assert run_triage("backfill", cwd=folder).returncode == 0
+    connection = sqlite3.connect(db)
+    with connection:
+        connection.execute("UPDATE decisions SET status = 'error', error_kind = 'http' WHERE id IN (1, 2)")
+    connection.close()
+    retried = run_triage("retry", "--status", "error", cwd=folder)
+    assert retried.returncode == 0, retried.stderr
+    assert "triaged 2 of 2 planned" in retried.stdout
+    result = _all_final_once(db, range(1, 5))
+    assert [result[uid][2] for uid in (1, 2, 3, 4)] == [2, 2, 1, 1]
+    with WatchProcess(folder, "--log-format", "json") as daemon:
+        daemon.wait_idle(db)
+        dovecot.append(_plain(1, start=50))
+        wait_until(lambda: final_count(db) == 5, 60, "one more message")
+        assert daemon.stop() == 0
+    entries = [json.loads(line) for line in daemon.log.splitlines()]
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
+    assert any(e["message"].startswith("INBOX uid 5: new-task") for e in entries)
