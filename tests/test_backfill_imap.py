@@ -151,7 +151,7 @@ def test_credentials_wrong_password_and_password_command(
     dovecot.append(varied_messages(2))
     write_config(tmp_path, dovecot, langgraph_server.url, password="Wr0ng-Secret-42")
     wrong = run_triage("backfill", cwd=tmp_path)
-    assert wrong.returncode == 1
+    assert wrong.returncode == 3
     lines = wrong.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("triage: error: IMAP login failed for testuser@127.0.0.1")
     assert "Wr0ng-Secret-42" not in wrong.stderr + wrong.stdout

@@ -258,8 +258,9 @@ def test_wrong_password_is_fatal_with_one_line(setup: tuple[Path, DovecotServer,
     folder, dovecot, url = setup
     write_config(folder, dovecot, url, watch=WATCH_FAST, password="not-the-Pa55word")
     done = run_triage("watch", cwd=folder, timeout=60)
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].startswith("triage: error: IMAP login failed")
+    assert done.returncode == 3
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("triage: error: IMAP login failed"), done.stderr
     assert "Traceback" not in done.stderr and "not-the-Pa55word" not in done.stderr
 
 

@@ -32,6 +32,8 @@ class MailboxUnavailable(ConnectFailed):
 class LoginFailed(TriageError):
     """The server refused the credentials: retrying will not help until the config changes."""
 
+    exit_code = 3
+
 
 class ImapSource:
     """One logged-in connection; one selected mailbox at a time."""
