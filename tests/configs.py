@@ -14,9 +14,10 @@ def write_config(
     *,
     langgraph: dict[str, object] | None = None,
     watch: dict[str, object] | None = None,
+    accounts: dict[str, DovecotServer] | None = None,
     **imap: object,
 ) -> Path:
-    """Sections as keyword dicts; a value of None drops that key."""
+    """Sections as keyword dicts; a value of None drops that key. `accounts` adds more servers."""
     sections = {
         "imap": {
             "host": "127.0.0.1",
@@ -31,6 +32,8 @@ def write_config(
         "store": {"url": f"sqlite:///{directory / 'triage.db'}"},
         "watch": {"heartbeat_s": 0.2, **(watch or {})},
     }
+    for name, server in (accounts or {}).items():
+        sections[f"accounts.{name}"] = _imap_section(server, {"timeout_s": 10})
     lines: list[str] = []
     for name, values in sections.items():
         lines.append(f"[{name}]")
@@ -38,6 +41,17 @@ def write_config(
     path = directory / "triage.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _imap_section(server: DovecotServer, extra: dict[str, object]) -> dict[str, object]:
+    return {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "tls": "none",
+        "username": server.username,
+        "password": server.password,
+        **extra,
+    }
 
 
 def _toml(value: object) -> str:

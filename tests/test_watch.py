@@ -16,7 +16,7 @@ from cli import run_triage
 from configs import write_config
 from dovecot import DovecotServer
 from store_view import final_count, outcomes, rows
-from watchd import WatchProcess, wait_until, watcher_state
+from watchd import WatchProcess, wait_until, watcher_state, watchers_in_state
 
 from triage.devserver import DevServer
 
@@ -291,3 +291,35 @@ def test_json_logs_and_retry_by_hand(setup: tuple[Path, DovecotServer, str]) -> 
     entries = [json.loads(line) for line in daemon.log.splitlines()]
     assert {"time", "level", "logger", "message"} <= set(entries[0])
     assert any(e["message"].startswith("INBOX uid 5: new-task") for e in entries)
+
+
+def test_two_accounts_in_one_daemon_by_polling(
+    tmp_path: Path, dovecot: DovecotServer, langgraph_server: DevServer
+) -> None:
+    db = tmp_path / "triage.db"
+    with DovecotServer.start() as other:
+        write_config(
+            tmp_path,
+            dovecot,
+            langgraph_server.url,
+            accounts={"second": other},
+            watch={**WATCH_FAST, "mode": "poll", "poll_interval_s": 0.3},
+        )
+        with WatchProcess(tmp_path) as daemon:
+            wait_until(lambda: watchers_in_state(db, "idle") == 2, 30, "both mailboxes watched")
+            assert "testuser@127.0.0.1/INBOX: watching (polling)" in daemon.log
+            assert "second/INBOX: watching (polling)" in daemon.log
+            dovecot.append(_plain(3))
+            other.append(_plain(4, start=10))
+            wait_until(lambda: final_count(db) == 7, 60, "mail of both accounts")
+            status = [
+                json.loads(line) for line in run_triage("status", "--json", cwd=tmp_path).stdout.splitlines()
+            ]
+            assert sorted(s["account"] for s in status) == ["second", "testuser@127.0.0.1"]
+            assert daemon.stop() == 0
+    per_account = rows(
+        db,
+        "SELECT m.account, count(*) FROM messages m JOIN decisions d ON d.message_pk = m.id "
+        "WHERE d.status = 'ok' GROUP BY m.account ORDER BY m.account",
+    )
+    assert per_account == [("second", 4), ("testuser@127.0.0.1", 3)]

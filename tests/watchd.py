@@ -35,6 +35,13 @@ def watcher_state(db: Path, mailbox: str = "INBOX") -> str | None:
     return str(found[0][0]) if found else None
 
 
+def watchers_in_state(db: Path, state: str) -> int:
+    try:
+        return int(rows(db, "SELECT count(*) FROM watchers WHERE state = ?", state)[0][0])  # type: ignore[call-overload]
+    except sqlite3.OperationalError:
+        return 0
+
+
 class WatchProcess:
     """`python -m triage watch` in `cwd` (which holds triage.toml), logging to a file."""
 

@@ -106,10 +106,27 @@ class Settings(BaseSettings):
     )
 
     imap: ImapSettings = Field(default_factory=ImapSettings)
+    accounts: dict[str, ImapSettings] = Field(default_factory=dict)
     langgraph: LangGraphSettings = Field(default_factory=LangGraphSettings)
     prompt: PromptSettings = Field(default_factory=PromptSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
+
+    def mail_accounts(self, name: str | None = None) -> list[ImapSettings]:
+        """The IMAP accounts to read: `[imap]` (when it names a host) and each `[accounts.NAME]`.
+
+        An `[accounts.NAME]` section is named NAME in the log unless it sets `account` itself.
+        `name` picks one of them by that name.
+        """
+        named = [a.model_copy(update={"account": a.account or key}) for key, a in self.accounts.items()]
+        found = ([self.imap] if self.imap.host or not named else []) + named
+        if name is None:
+            return found
+        chosen = [a for a in found if a.account_name == name]
+        if not chosen:
+            known = ", ".join(a.account_name for a in found)
+            raise ConfigError(f"no account named {name!r} (configured: {known})")
+        return chosen
 
     @classmethod
     def settings_customise_sources(

@@ -25,7 +25,7 @@ from typing import Any
 
 from imapclient.exceptions import IMAPClientError
 
-from triage.config import Settings
+from triage.config import ImapSettings, Settings
 from triage.errors import TriageError
 from triage.pipeline import Pipeline, Triaged
 from triage.prompt import PromptRenderer
@@ -44,6 +44,19 @@ _RETRY_BASE_S = 5.0
 _LEASE_WAIT_S = 1.0
 
 Submit = Callable[[list[RawMessage]], list[Triaged | None]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One mailbox of one account."""
+
+    imap: ImapSettings
+    mailbox: str
+    label: str  # how logs name it: the mailbox, or account/mailbox when several accounts are watched
+
+    @property
+    def account(self) -> str:
+        return self.imap.account_name
 
 
 def backoff_s(failures: int, base_s: float, cap_s: float) -> float:
@@ -80,11 +93,13 @@ class MailboxWatcher:
     """Connect, catch up, IDLE (or poll), triage; reconnect on any sign of a dead link."""
 
     def __init__(
-        self, settings: Settings, mailbox: str, store: Store, submit: Submit, stop: threading.Event
+        self, settings: Settings, target: Target, store: Store, submit: Submit, stop: threading.Event
     ) -> None:
         self.settings = settings
-        self.mailbox = mailbox
-        self.account = settings.imap.account_name
+        self.imap = target.imap
+        self.mailbox = target.mailbox
+        self.account = target.imap.account_name
+        self.label = target.label
         self.store = store
         self.submit = submit
         self.stop = stop
@@ -111,15 +126,15 @@ class MailboxWatcher:
             except CancelledError:
                 return
             except Exception:
-                log.exception("%s: watcher failed", self.mailbox)
-                self.fatal = TriageError(f"the watcher of {self.mailbox!r} failed (traceback logged above)")
+                log.exception("%s: watcher failed", self.label)
+                self.fatal = TriageError(f"the watcher of {self.label!r} failed (traceback logged above)")
                 self.stop.set()
                 return
 
     def _lost(self, failures: int, reason: str) -> int:
         """Log the change of state once, not once per retry, and wait before reconnecting."""
         if failures == 0:
-            log.warning("%s: connection lost (%s); reconnecting", self.mailbox, reason)
+            log.warning("%s: connection lost (%s); reconnecting", self.label, reason)
         failures += 1
         self._set(
             state="reconnecting", connected=False, failures=failures, last_error=reason, idle_since=None
@@ -131,20 +146,20 @@ class MailboxWatcher:
         self.status.update(status)
 
     def _session(self) -> None:
-        source = ImapSource(self.settings.imap)
+        source = ImapSource(self.imap)
         try:
             uidvalidity = source.select(self.mailbox)
             start_uid = source.highest_uid()
             previous = self.store.note_mailbox(self.account, self.mailbox, uidvalidity, start_uid=start_uid)
             if previous is None and start_uid:
                 log.info(
-                    "%s: first watch; mail up to UID %d is left to `triage backfill`", self.mailbox, start_uid
+                    "%s: first watch; mail up to UID %d is left to `triage backfill`", self.label, start_uid
                 )
             elif previous is not None and previous != uidvalidity:
                 log.warning(
                     "%s: UIDVALIDITY changed from %s to %s; mail decided before is recognised by "
                     "Message-ID, date and size and not triaged again",
-                    self.mailbox,
+                    self.label,
                     previous,
                     uidvalidity,
                 )
@@ -152,9 +167,9 @@ class MailboxWatcher:
                 self.settings.watch.mode == "auto" and source.supports_idle
             )
             if self._ever_connected and self.status["failures"]:
-                log.info("%s: reconnected after %d attempts", self.mailbox, self.status["failures"])
+                log.info("%s: reconnected after %d attempts", self.label, self.status["failures"])
             elif not self._ever_connected:
-                log.info("%s: watching (%s)", self.mailbox, "IDLE" if use_idle else "polling")
+                log.info("%s: watching (%s)", self.label, "IDLE" if use_idle else "polling")
             self._ever_connected = True
             self._set(state="catching-up", connected=True, failures=0, last_error=None)
             while not self.stop.is_set():
@@ -177,7 +192,7 @@ class MailboxWatcher:
             backlog=len(todo) + len(unfinished) - len(due),
             last_seen_uid=max(fresh, default=watermark) or None,
         )
-        batch_size = self.settings.imap.fetch_batch
+        batch_size = self.imap.fetch_batch
         for start in range(0, len(todo), batch_size):
             if self.stop.is_set():
                 return
@@ -200,7 +215,7 @@ class MailboxWatcher:
             self.retries.failed(uid)
             log.warning(
                 "%s uid %d: run failed (%s: %s); will retry",
-                self.mailbox,
+                self.label,
                 uid,
                 outcome.error_kind,
                 outcome.error_text,
@@ -209,9 +224,7 @@ class MailboxWatcher:
             self.retries.succeeded(uid)
             verdict = outcome.decision if outcome.status == "ok" else outcome.status
             how = " (carried over)" if result.carried_over else ""
-            log.info(
-                "%s uid %d: %s%s - %s", self.mailbox, uid, verdict, how, result.subject or "(no subject)"
-            )
+            log.info("%s uid %d: %s%s - %s", self.label, uid, verdict, how, result.subject or "(no subject)")
         self._set(last_decision_at=datetime.now(UTC))
 
     def _wait(self, source: ImapSource, use_idle: bool) -> None:
@@ -242,9 +255,9 @@ def _describe(exc: BaseException) -> str:
 class Daemon:
     """Leases, watchers, the shared run pool, heartbeats and a graceful stop."""
 
-    def __init__(self, settings: Settings, mailboxes: list[str], *, wait_for_lease: bool = False) -> None:
+    def __init__(self, settings: Settings, targets: list[Target], *, wait_for_lease: bool = False) -> None:
         self.settings = settings
-        self.mailboxes = mailboxes
+        self.targets = targets
         self.wait_for_lease = wait_for_lease
         self.owner = leases.this_process()
         self.stop = threading.Event()
@@ -259,39 +272,35 @@ class Daemon:
             loop.add_signal_handler(sig, self._request_stop, sig)
         renderer = PromptRenderer(self.settings.prompt.template)
         store = Store.open(self.settings.store.url)
-        account = self.settings.imap.account_name
         try:
-            await self._acquire_leases(store, account)
+            await self._acquire_leases(store)
             if self.stop.is_set():
                 return 0
             async with RunsClient(self.settings.langgraph) as runs:
                 pipeline = Pipeline(self.settings, renderer, runs, store)
                 semaphore = asyncio.Semaphore(self.settings.langgraph.max_concurrency)
-                watchers = [
-                    MailboxWatcher(
-                        self.settings, mailbox, store, self._submitter(loop, pipeline, semaphore), self.stop
-                    )
-                    for mailbox in self.mailboxes
-                ]
+                submit = self._submitter(loop, pipeline, semaphore)
+                watchers = [MailboxWatcher(self.settings, t, store, submit, self.stop) for t in self.targets]
                 threads = [
-                    threading.Thread(target=w.run, name=f"watch {w.mailbox}", daemon=True) for w in watchers
+                    threading.Thread(target=w.run, name=f"watch {w.account} {w.mailbox}", daemon=True)
+                    for w in watchers
                 ]
                 for thread in threads:
                     thread.start()
-                await self._until_stopped(store, account, watchers)
+                await self._until_stopped(store, watchers)
                 await self._drain()
-                for thread in threads:
-                    await asyncio.to_thread(thread.join, self.settings.imap.timeout_s)
+                for thread, target in zip(threads, self.targets, strict=True):
+                    await asyncio.to_thread(thread.join, target.imap.timeout_s)
                 for watcher in watchers:
-                    leases.heartbeat(store, account, watcher.mailbox, self.owner, **watcher.status)
+                    leases.heartbeat(store, watcher.account, watcher.mailbox, self.owner, **watcher.status)
                 fatal = next((w.fatal for w in watchers if w.fatal is not None), None)
                 if fatal is not None:
                     raise fatal
             log.info("stopped")
             return 0
         finally:
-            for mailbox in self.mailboxes:
-                leases.release(store, account, mailbox, self.owner)
+            for target in self.targets:
+                leases.release(store, target.account, target.mailbox, self.owner)
             store.close()
 
     def _request_stop(self, sig: signal.Signals) -> None:
@@ -303,11 +312,13 @@ class Daemon:
             )
         self.stop.set()
 
-    async def _acquire_leases(self, store: Store, account: str) -> None:
-        for mailbox in self.mailboxes:
+    async def _acquire_leases(self, store: Store) -> None:
+        for target in self.targets:
             while True:
                 try:
-                    leases.acquire(store, account, mailbox, self.owner, self.settings.watch.lease_s)
+                    leases.acquire(
+                        store, target.account, target.mailbox, self.owner, self.settings.watch.lease_s
+                    )
                     break
                 except leases.MailboxTaken:
                     if not self.wait_for_lease:
@@ -341,11 +352,13 @@ class Daemon:
 
         return submit
 
-    async def _until_stopped(self, store: Store, account: str, watchers: list[MailboxWatcher]) -> None:
+    async def _until_stopped(self, store: Store, watchers: list[MailboxWatcher]) -> None:
         """Write heartbeats until a stop is requested (or a watcher failed for good)."""
         while not self.stop.is_set():
             for watcher in watchers:
-                if not leases.heartbeat(store, account, watcher.mailbox, self.owner, **watcher.status):
+                if not leases.heartbeat(
+                    store, watcher.account, watcher.mailbox, self.owner, **watcher.status
+                ):
                     watcher.fatal = leases.MailboxTaken(
                         f"lost the lease on mailbox {watcher.mailbox!r} to another daemon"
                     )

@@ -29,6 +29,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show_config.set_defaults(handler=cmd_config)
 
     run = commands.add_parser("backfill", help="triage every message not yet decided")
+    run.add_argument("--account", help="only this account (default: every configured account)")
     run.add_argument("--mailbox", action="append", help="IMAP mailbox (repeatable; default: imap.mailboxes)")
     run.add_argument("--since", type=date.fromisoformat, help="only mail dated on or after YYYY-MM-DD")
     run.add_argument("--before", type=date.fromisoformat, help="only mail dated before YYYY-MM-DD")
@@ -56,13 +57,18 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    source: Source
-    if args.source == "imap":
-        imap = ImapSource(settings.imap)
-        source, mailboxes = imap, args.mailbox or settings.imap.mailboxes
-    else:
+    if args.source != "imap":
         files = FileSource(Path(args.source))
-        source, mailboxes = files, [files.mailbox_name]
+        _backfill_source(settings, files, [files.mailbox_name], args)
+        return 0
+    for imap in settings.mail_accounts(args.account):
+        _backfill_source(settings, ImapSource(imap), args.mailbox or imap.mailboxes, args)
+    return 0
+
+
+def _backfill_source(
+    settings: Settings, source: Source, mailboxes: list[str], args: argparse.Namespace
+) -> None:
     plan = BackfillPlan(
         mailboxes=mailboxes,
         since=args.since,
@@ -71,12 +77,15 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         concurrency=args.concurrency or settings.langgraph.max_concurrency,
         dry_run=args.dry_run,
     )
+    print_summary(run_backfill_on(settings, source, plan, quiet=args.quiet), plan)
+
+
+def run_backfill_on(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
+    """Backfill from an open source, and close it."""
     try:
-        summary = asyncio.run(run_backfill(settings, source, plan, quiet=args.quiet))
+        return asyncio.run(run_backfill(settings, source, plan, quiet=quiet))
     finally:
         source.close()
-    print_summary(summary, plan)
-    return 0
 
 
 async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
@@ -151,10 +160,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"langgraph dev is serving on {server.url}; triaging {SAMPLE_MAILBOX.name}", file=sys.stderr)
         source = FileSource(SAMPLE_MAILBOX)
         plan = BackfillPlan(mailboxes=[source.mailbox_name], concurrency=settings.langgraph.max_concurrency)
-        try:
-            summary = asyncio.run(run_backfill(settings, source, plan, quiet=False))
-        finally:
-            source.close()
+        summary = run_backfill_on(settings, source, plan, quiet=False)
     print_summary(summary, plan)
     print(f"decisions stored in {settings.store.url}")
     return 0

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 from datetime import UTC, date, datetime
 
 from triage import logs
-from triage.cli.backfill import print_summary, run_backfill
+from triage.cli.backfill import print_summary, run_backfill_on
 from triage.config import load_settings
 from triage.pipeline import BackfillPlan
 from triage.sources.imap import ImapSource
 from triage.store import Store
 from triage.store import watchers as leases
-from triage.watch import Daemon
+from triage.watch import Daemon, Target
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +25,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     watch.add_argument(
         "--wait", action="store_true", help="wait for another daemon's lease instead of refusing"
     )
+    watch.add_argument("--account", help="only this account (default: every configured account)")
     watch.add_argument("--log-format", choices=("text", "json"), default="text", help="stderr log format")
     watch.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     watch.set_defaults(handler=cmd_watch)
@@ -36,6 +36,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     retry = commands.add_parser("retry", help="run chosen recorded messages again")
     retry.add_argument("--status", choices=("error", "needs-review"), default="error")
+    retry.add_argument("--account", help="only this account (default: every configured account)")
     retry.add_argument("--since", type=date.fromisoformat, help="only those recorded on or after YYYY-MM-DD")
     retry.add_argument("--quiet", action="store_true", help="no line per message, only the summary")
     retry.set_defaults(handler=cmd_retry)
@@ -44,8 +45,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def cmd_watch(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     logs.configure(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
-    mailboxes = args.mailbox or settings.imap.mailboxes
-    return Daemon(settings, mailboxes, wait_for_lease=args.wait).run()
+    accounts = settings.mail_accounts(args.account)
+    several = len(accounts) > 1
+    targets = [
+        Target(imap, mailbox, f"{imap.account_name}/{mailbox}" if several else mailbox)
+        for imap in accounts
+        for mailbox in (args.mailbox or imap.mailboxes)
+    ]
+    return Daemon(settings, targets, wait_for_lease=args.wait).run()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -82,22 +89,17 @@ def _hm(when: datetime | None) -> str:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    store = Store.open(settings.store.url)
-    account = settings.imap.account_name
-    try:
-        chosen = store.reopen(account, args.status, args.since)
-    finally:
-        store.close()
-    if not chosen:
-        print(f"no {args.status} decisions to retry")
-        return 0
-    source = ImapSource(settings.imap)
-    plan = BackfillPlan(
-        mailboxes=sorted(chosen), concurrency=settings.langgraph.max_concurrency, only_uids=chosen
-    )
-    try:
-        summary = asyncio.run(run_backfill(settings, source, plan, quiet=args.quiet))
-    finally:
-        source.close()
-    print_summary(summary, plan)
+    for imap in settings.mail_accounts(args.account):
+        store = Store.open(settings.store.url)
+        try:
+            chosen = store.reopen(imap.account_name, args.status, args.since)
+        finally:
+            store.close()
+        if not chosen:
+            print(f"{imap.account_name}: no {args.status} decisions to retry")
+            continue
+        plan = BackfillPlan(
+            mailboxes=sorted(chosen), concurrency=settings.langgraph.max_concurrency, only_uids=chosen
+        )
+        print_summary(run_backfill_on(settings, ImapSource(imap), plan, quiet=args.quiet), plan)
     return 0
