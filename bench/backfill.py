@@ -318,10 +318,11 @@ def measure_stub_capacity(server: StubServer, requests: int, connections: int = 
 
 @dataclass(slots=True)
 class Run:
-    """One finished subprocess: exit code, wall seconds, peak RSS and what it printed."""
+    """One finished subprocess: exit code, wall and CPU seconds, peak RSS and what it printed."""
 
     returncode: int
     wall_s: float
+    cpu_s: float
     max_rss_mb: float
     stdout: str
     stderr: str
@@ -352,6 +353,7 @@ def run_measured(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: 
         return Run(
             process.returncode,
             wall_s,
+            usage.ru_utime + usage.ru_stime,
             usage.ru_maxrss / 1024,  # KiB on Linux
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
@@ -544,7 +546,8 @@ def describe(result: Backfill) -> None:
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(result.statuses.items()))
     print(
         f"  {result.name}: {result.processed} triaged in {result.run_s:.2f} s "
-        f"({result.rate:.1f} msg/s; wall {result.run.wall_s:.2f} s, "
+        f"({result.rate:.1f} msg/s; wall {result.run.wall_s:.2f} s, CPU {result.run.cpu_s:.2f} s "
+        f"= {1000 * result.run.cpu_s / max(result.messages, 1):.2f} ms/msg, "
         f"peak RSS {result.run.max_rss_mb:.1f} MB); "
         f"db: {statuses}; stub runs: {result.runs_served}; correctness {checks}",
         flush=True,
@@ -613,7 +616,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, *, echo_prompt: bool) -> int:
     latency_s = 0.1
-    print(f"python {sys.version.split()[0]} on {os.cpu_count()} cores; workdir {workdir}", flush=True)
+    print(
+        f"python {sys.version.split()[0]} on {os.cpu_count()} cores, load average {_load():.2f} "
+        f"(other work on the machine lowers every figure); workdir {workdir}",
+        flush=True,
+    )
     box = write_mbox(workdir / "throughput.mbox", sizes.messages)
     big = write_mbox(workdir / "memory.mbox", sizes.memory_messages)
     print(
@@ -719,9 +726,15 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
             else "FAILED in " + ", ".join(r.name for r in failed)
         )
     )
+    print(f"load average at the end: {_load():.2f}")
     if profile is not None:
         print_profile(profile)
     return 1 if failed else 0
+
+
+def _load() -> float:
+    """The one-minute load average, to tell a busy machine from a slow program."""
+    return os.getloadavg()[0]
 
 
 if __name__ == "__main__":

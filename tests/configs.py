@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dovecot import DovecotServer
@@ -14,6 +15,7 @@ def write_config(
     *,
     langgraph: dict[str, object] | None = None,
     watch: dict[str, object] | None = None,
+    routing: dict[str, object] | None = None,
     accounts: dict[str, DovecotServer] | None = None,
     **imap: object,
 ) -> Path:
@@ -31,6 +33,7 @@ def write_config(
         "langgraph": {"url": url, "max_concurrency": 32, **(langgraph or {})},
         "store": {"url": f"sqlite:///{directory / 'triage.db'}"},
         "watch": {"heartbeat_s": 0.2, **(watch or {})},
+        "routing": routing or {},
     }
     for name, server in (accounts or {}).items():
         sections[f"accounts.{name}"] = _imap_section(server, {"timeout_s": 10})
@@ -58,7 +61,9 @@ def _toml(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str | Path):
-        return f'"{value}"'
+        return json.dumps(str(value))
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {_toml(v)}" for key, v in value.items()) + " }"
     return str(value)

@@ -79,9 +79,14 @@ def test_every_setting_is_documented_in_the_example() -> None:
 
     example = (Path(__file__).parent.parent / "config.example.toml").read_text()
     assert "# [accounts.support]" in example  # more accounts take the [imap] keys
+    for key in ("move_to", "add_flags", "mark_seen", "gmail_labels"):
+        assert f"# {key} =" in example, f"routing.actions.*.{key}"
     for section, model in Settings.model_fields.items():
         if section == "accounts":
             continue
         assert f"[{section}]" in example
         for key in model.annotation.model_fields:  # type: ignore[union-attr]
-            assert f"\n{key} =" in example or f"\n# {key} =" in example, f"{section}.{key}"
+            documented = (
+                f"\n{key} =" in example or f"\n# {key} =" in example or f"[{section}.{key}." in example
+            )
+            assert documented, f"{section}.{key}"

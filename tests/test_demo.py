@@ -19,8 +19,9 @@ def test_demo_triages_the_sample_mailbox_and_a_second_run_sends_nothing(tmp_path
     result = outcomes(tmp_path / "triage.db")
     assert len(result) == 24
     decisions = Counter(d for _, d, _ in result.values())
-    # Two newsletters, a notification, an out-of-office, an expiry alert and the HTML marketing mail.
-    assert decisions == {"new-task": 18, "ignore": 6}
+    # Two newsletters, a notification, an out-of-office, an expiry alert and the HTML marketing mail
+    # are ignored; the two replies join the threads their headers prove.
+    assert decisions == {"new-task": 16, "existing-thread": 2, "ignore": 6}
     assert "triaged 24 of 24 planned" in first.stdout
     assert "Automatic reply" in first.stdout or "Out of office" in first.stdout
     second = run_triage("demo", cwd=tmp_path)

@@ -12,7 +12,8 @@ from triage.assistant.rules import decide, headers_of
 from triage.decision import normalise_kind, parse_decision
 from triage.errors import ConfigError
 from triage.message import Email, parse_email
-from triage.prompt import PromptRenderer, ThreadCandidate, neutralise
+from triage.prompt import PromptRenderer, neutralise
+from triage.threads import ThreadCandidate
 
 
 def _email(body: str, subject: str = "Hello", extra: str = "") -> Email:

@@ -164,7 +164,10 @@ def test_run_server_down_then_back_drains_the_backlog(tmp_path: Path, dovecot: D
     assert all(attempts >= 3 for _, _, attempts in result.values()), result  # 2 failed + 1 good
 
 
-def test_sigterm_during_a_busy_batch_then_restart(setup: tuple[Path, DovecotServer, str]) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_stopped_mid_batch_then_restarted_loses_nothing_and_repeats_nothing(
+    setup: tuple[Path, DovecotServer, str], sig: signal.Signals
+) -> None:
     folder, dovecot, url = setup
     db = folder / "triage.db"
     write_config(folder, dovecot, url, watch=WATCH_FAST, timeout_s=3, langgraph={"max_concurrency": 2})
@@ -173,31 +176,14 @@ def test_sigterm_during_a_busy_batch_then_restart(setup: tuple[Path, DovecotServ
         dovecot.append(_plain(40))
         wait_until(lambda: final_count(db) >= 4, 60, "the batch to be under way")
         started = time.monotonic()
-        assert daemon.stop(signal.SIGTERM) == 0
+        status = daemon.stop(sig)
+    if sig == signal.SIGTERM:
+        assert status == 0 and "finishing in-flight runs" in daemon.log
         assert time.monotonic() - started < 10 + 5  # shutdown_grace_s and a margin
-    assert final_count(db) < 40, "the stop must land mid-batch"
-    assert "finishing in-flight runs" in daemon.log
-    with WatchProcess(folder) as again:
-        wait_until(lambda: final_count(db) == 40, 90, "the rest after a restart")
-        assert again.stop() == 0
-    _all_final_once(db, range(1, 41))
-
-
-def test_sigkill_then_restart_loses_nothing_and_repeats_nothing(
-    setup: tuple[Path, DovecotServer, str],
-) -> None:
-    folder, dovecot, url = setup
-    db = folder / "triage.db"
-    write_config(folder, dovecot, url, watch=WATCH_FAST, timeout_s=3, langgraph={"max_concurrency": 2})
-    with WatchProcess(folder) as daemon:
-        daemon.wait_idle(db)
-        dovecot.append(_plain(40))
-        wait_until(lambda: final_count(db) >= 6, 60, "the batch to be under way")
-        daemon.stop(signal.SIGKILL)
     before = {uid: r for uid, r in outcomes(db).items() if r[0] == "ok"}
-    assert len(before) < 40
-    with WatchProcess(folder) as again:  # at once: the dead holder's lease is taken over
-        wait_until(lambda: final_count(db) == 40, 90, "the rest after a SIGKILL")
+    assert len(before) < 40, "the stop must land mid-batch"
+    with WatchProcess(folder) as again:  # at once: a SIGKILLed holder's lease is taken over
+        wait_until(lambda: final_count(db) == 40, 90, "the rest after a restart")
         assert again.stop() == 0
     after = _all_final_once(db, range(1, 41))
     assert all(after[uid] == r for uid, r in before.items())
@@ -323,3 +309,37 @@ def test_two_accounts_in_one_daemon_by_polling(
         "WHERE d.status = 'ok' GROUP BY m.account ORDER BY m.account",
     )
     assert per_account == [("second", 4), ("testuser@127.0.0.1", 3)]
+
+
+def test_the_daemon_routes_and_moves_what_it_triages(setup: tuple[Path, DovecotServer, str]) -> None:
+    folder, dovecot, url = setup
+    db = folder / "triage.db"
+    write_config(
+        folder,
+        dovecot,
+        url,
+        watch=WATCH_FAST,
+        timeout_s=3,
+        routing={"execute": True, "actions": {"ignore": {"move_to": "Later"}}},
+    )
+    news = (
+        b"From: news@example.org\r\nSubject: Weekly\r\nList-Id: <news.example.org>\r\n"
+        b"Message-ID: <watch-news@example.test>\r\n\r\nNews.\r\n"
+    )
+    with WatchProcess(folder) as daemon:
+        daemon.wait_idle(db)
+        dovecot.append([*_plain(2), news])
+        done = "SELECT count(*) FROM decisions WHERE routing_status = 'done'"
+        wait_until(lambda: rows(db, done)[0][0] == 3, 60, "routing of all three messages")
+        assert daemon.stop() == 0
+    with dovecot.client() as client:
+        client.select_folder("Later", readonly=True)
+        assert len(client.search("ALL")) == 1
+        client.select_folder("INBOX", readonly=True)
+        assert client.search("ALL") == [1, 2]
+    routed = rows(
+        db,
+        "SELECT m.uid, d.decision, d.routing_run_id IS NOT NULL FROM messages m "
+        "JOIN decisions d ON d.message_pk = m.id ORDER BY m.uid",
+    )
+    assert routed == [(1, "new-task", 1), (2, "new-task", 1), (3, "ignore", 0)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from triage.errors import ConfigError
+from triage.rules import Rule
 
 DEFAULT_CONFIG_FILE = Path("triage.toml")
 MASK = "********"
@@ -35,6 +37,8 @@ class ImapSettings(Section):
     mailboxes: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
     fetch_batch: int = Field(default=100, ge=1, le=5000)
     timeout_s: float = Field(default=30.0, gt=0)
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024)
+    allow_insecure: bool = False
 
     @model_validator(mode="after")
     def _one_credential(self) -> ImapSettings:
@@ -69,6 +73,7 @@ class LangGraphSettings(Section):
     config: dict[str, Any] = Field(default_factory=dict)
     webhook: str | None = None
     on_completion: Literal["delete", "keep"] = "delete"
+    allow_insecure: bool = False
 
     @model_validator(mode="after")
     def _http_url(self) -> LangGraphSettings:
@@ -97,6 +102,31 @@ class WatchSettings(Section):
     lease_s: float = Field(default=30.0, gt=0)
 
 
+class ActionSettings(Section):
+    """What to do in the mailbox with a message once its decision is recorded."""
+
+    move_to: str | None = None
+    add_flags: list[str] = Field(default_factory=list)
+    mark_seen: bool = False
+    gmail_labels: list[str] = Field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.move_to or self.add_flags or self.mark_seen or self.gmail_labels)
+
+
+class RoutingSettings(Section):
+    execute: bool = False
+    task_assistant_id: str = "agent"
+    multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] = "enqueue"
+    max_candidates: int = Field(default=10, ge=0, le=100)
+    header_match: Literal["hint", "decide"] = "hint"
+    rules: list[Rule] = Field(default_factory=list)
+    actions: dict[Literal["new-task", "existing-thread", "ignore", "needs-review"], ActionSettings] = Field(
+        default_factory=dict
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRIAGE_",
@@ -111,6 +141,12 @@ class Settings(BaseSettings):
     prompt: PromptSettings = Field(default_factory=PromptSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+
+    @property
+    def has_mailbox_actions(self) -> bool:
+        """Whether any decision moves or flags mail (then mailboxes are opened read-write)."""
+        return any(not actions.empty for actions in self.routing.actions.values())
 
     def mail_accounts(self, name: str | None = None) -> list[ImapSettings]:
         """The IMAP accounts to read: `[imap]` (when it names a host) and each `[accounts.NAME]`.
@@ -139,6 +175,17 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's values arrive as init arguments; the environment wins over them.
         return (env_settings, init_settings)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a host is this machine, decided without a DNS lookup (no name but localhost is)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def config_path(explicit: Path | None) -> Path | None:

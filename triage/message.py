@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import email.utils
 import re
@@ -18,6 +19,17 @@ _INVISIBLE_TAGS = ("script", "style", "head", "title", "template", "noscript")
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0", re.I)
 _MANY_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
 _MSG_ID = re.compile(r"<[^<>\s]+>")
+# The stdlib's modern header parser is quadratic in a header's length (a 5 MB Subject takes
+# minutes) and re-parses on every read: header values are cut before it ever sees them. MIME
+# headers are read several times per part, so their bound is tighter.
+MAX_HEADER_CHARS = 16_384
+MAX_MIME_HEADER_CHARS = 2_048
+# BeautifulSoup takes about 3 s per MB of HTML; the prompt shows a few thousand characters.
+MAX_HTML_CHARS = 300_000
+# Parts listed (attachments, alternatives) before the rest of a message's tree is skipped.
+MAX_PARTS = 1_000
+# Set by sources that fetched only part of a large message (see triage.sources.imap).
+PARTIAL_HEADER = "X-Triage-Partial"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +83,60 @@ class Unparseable:
 _BASIC_HEADERS = ("from", "to", "subject", "date", "message-id")
 
 
+class _BoundedPolicy(email.policy.EmailPolicy):
+    """The default policy, with every header value cut to a bound as the parser reads it.
+
+    `truncated` collects the names of the headers cut; each parse gets its own clone.
+    """
+
+    truncated: list[str] | None = None
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        limit = MAX_MIME_HEADER_CHARS if name.lower().startswith("content-") else MAX_HEADER_CHARS
+        if len(value) > limit:
+            value = value[:limit]
+            if self.truncated is not None:
+                self.truncated.append(name)
+        return name, value
+
+
+_POLICY = _BoundedPolicy()
+
+
+def _parse_tree(raw: bytes, warnings: list[str]) -> Message:
+    """The MIME tree; one nested too deep for the stdlib's recursive parser keeps its headers only."""
+    truncated: list[str] = []
+    policy = _POLICY.clone(truncated=truncated)
+    try:
+        msg = email.message_from_bytes(raw, policy=policy)
+    except RecursionError:
+        warnings.append("MIME structure nested too deeply: body not read")
+        msg = email.parser.BytesParser(policy=policy).parsebytes(raw, headersonly=True)
+        msg.set_payload("")
+    warnings += [f"header {name} longer than its limit: cut" for name in sorted(set(truncated))]
+    return msg
+
+
 def parse_email(raw: bytes, max_body_chars: int) -> Email | Unparseable:
     """Parse raw bytes. Anything odd is kept as a warning; only non-mail is Unparseable."""
     if not raw.strip():
         return Unparseable("empty message")
+    warnings: list[str] = []
     try:
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        msg = _parse_tree(raw, warnings)
     except Exception as exc:  # the stdlib parser is lenient; this is a last resort
         return Unparseable(f"parser failed: {type(exc).__name__}: {exc}")
     if not any(name in msg for name in _BASIC_HEADERS):
         return Unparseable("no email headers (From, To, Subject, Date or Message-ID)")
-    warnings: list[str] = [type(defect).__name__ for defect in msg.defects]
-    body, attachments = _body_and_attachments(msg, warnings)
+    warnings += [type(defect).__name__ for defect in msg.defects]
+    if PARTIAL_HEADER in msg:
+        warnings.append(f"partial: {_header(msg, PARTIAL_HEADER.lower(), warnings)}")
+    try:
+        body, attachments = _body_and_attachments(msg, warnings)
+    except RecursionError:
+        warnings.append("MIME structure nested too deeply: body not read")
+        body, attachments = "", []
     body = _MANY_BLANK_LINES.sub("\n\n", body.replace("\r\n", "\n").replace("\r", "\n")).strip()
     first_id = _first(_message_ids(_header(msg, "in-reply-to", warnings)))
     return Email(
@@ -180,7 +234,10 @@ def _body_and_attachments(msg: Message, warnings: list[str]) -> tuple[str, list[
     plain: str | None = None
     html: str | None = None
     attachments: list[Attachment] = []
-    for part in msg.walk():
+    for index, part in enumerate(msg.walk()):
+        if index == MAX_PARTS:
+            warnings.append(f"more than {MAX_PARTS} MIME parts: the rest not read")
+            break
         if part.is_multipart():
             continue
         content_type = part.get_content_type()
@@ -226,14 +283,42 @@ def _part_text(part: Message, warnings: list[str]) -> str:
     payload = _payload_bytes(part, warnings)
     charset = part.get_content_charset() or "utf-8"
     try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:
+        text = payload.decode(charset, errors="replace")
+    except (LookupError, UnicodeError, ValueError):  # unknown, not a text codec, or one that refuses
         warnings.append(f"unknown charset {charset!r}")
         return payload.decode("utf-8", errors="replace")
+    if "\ufffd" in text:
+        return _undeclared_text(payload, charset, warnings) or text
+    return text
+
+
+def _undeclared_text(payload: bytes, charset: str, warnings: list[str]) -> str | None:
+    """Text whose declared charset is a lie (8-bit bytes "in us-ascii"): UTF-8, else Windows-1252."""
+    for guess in ("utf-8", "cp1252"):
+        try:
+            text = payload.decode(guess)
+        except UnicodeDecodeError:
+            continue
+        warnings.append(f"charset {charset!r} does not fit the text: read as {guess}")
+        return text
+    return None
 
 
 def html_to_text(html: str) -> str:
-    """Readable text of an HTML body, without scripts, styles, comments or hidden elements."""
+    """Readable text of an HTML body, without scripts, styles, comments or hidden elements.
+
+    A body longer than MAX_HTML_CHARS keeps its head and tail (the parser is slow on megabytes);
+    a tree too deep to walk is replaced by a notice.
+    """
+    if len(html) > MAX_HTML_CHARS:
+        html = html[: MAX_HTML_CHARS * 2 // 3] + "\n[...]\n" + html[-(MAX_HTML_CHARS // 3) :]
+    try:
+        return _soup_text(html)
+    except RecursionError:  # never fall back to a tag-stripping guess: hidden text would show
+        return "[HTML body nested too deeply to read]"
+
+
+def _soup_text(html: str) -> str:
     soup = BeautifulSoup(html, "html.parser")
     for node in soup.find_all(string=lambda s: isinstance(s, Comment)):
         node.extract()

@@ -7,6 +7,7 @@ stage; each stage hands the next a plain value.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,15 +16,24 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
-from triage.config import Settings
+from triage.config import RoutingSettings, Settings
 from triage.decision import parse_decision
 from triage.message import Email, Unparseable, parse_email
-from triage.prompt import PromptRenderer, ThreadCandidate
+from triage.prompt import PromptRenderer
+from triage.routing import Router, apply_mailbox_actions, initial_status, would_do
+from triage.rules import first_match
 from triage.runs import RunError, RunsClient, build_request
 from triage.sources import RawMessage, Source
+from triage.sources.imap import ImapSource
 from triage.store import Claim, Outcome, Store
+from triage.store import routing as routing_log
+from triage.store import threads as thread_registry
+from triage.store.routing import RoutingJob
+from triage.store.threads import ThreadAssignment
+from triage.threads import ThreadCandidate, thread_id_for
 
 T = TypeVar("T")
+log = logging.getLogger("triage.pipeline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,7 @@ class Triaged:
     subject: str
     outcome: Outcome | None
     carried_over: bool = False  # decided before, under an earlier UIDVALIDITY
+    routing: RoutingJob | None = None  # mailbox actions left for whoever holds the connection
 
 
 @dataclass(slots=True)
@@ -81,21 +92,40 @@ class BackfillPlan:
 
 
 class Pipeline:
-    """Triage single messages: parse, render, run, parse the answer, record."""
+    """Triage single messages: parse, render, decide (rules, headers or a run), record, route."""
 
     def __init__(
-        self, settings: Settings, renderer: PromptRenderer, runs: RunsClient | None, store: Store | None
+        self,
+        settings: Settings,
+        renderer: PromptRenderer,
+        runs: RunsClient | None,
+        store: Store | None,
+        *,
+        mailbox_actions: bool = False,
     ) -> None:
         self.settings = settings
         self.renderer = renderer
         self.runs = runs
         self.store = store
+        # Flags and moves need an IMAP connection: a file source cannot carry them out.
+        self.mailbox_actions = mailbox_actions
+        self.router = (
+            Router(settings.routing, runs, store) if runs is not None and store is not None else None
+        )
+        self._in_flight = InFlight()
 
     def prepare(self, raw: RawMessage) -> Prepared | Unparseable:
         email = parse_email(raw.raw, self.settings.prompt.max_body_chars)
         if isinstance(email, Unparseable):
             return email
-        candidates: list[ThreadCandidate] = []
+        return self._render(raw, email)
+
+    def _render(self, raw: RawMessage, email: Email) -> Prepared:
+        candidates = (
+            thread_registry.candidates(self.store, raw.account, email, self.settings.routing.max_candidates)
+            if self.store is not None
+            else []
+        )
         prompt = self.renderer.render(email, account=raw.account, mailbox=raw.mailbox, threads=candidates)
         identity = {**raw.identity, "message_id": email.message_id}
         request = build_request(self.settings.langgraph, prompt, identity)
@@ -103,11 +133,20 @@ class Pipeline:
 
     async def triage(self, raw: RawMessage) -> Triaged:
         assert self.runs is not None and self.store is not None, "triage needs a run client and a store"
-        prepared = self.prepare(raw)
-        if isinstance(prepared, Unparseable):
-            recorded = self.store.record_unparseable(raw, prepared.reason)
-            outcome = Outcome("unparseable", problem=prepared.reason) if recorded else None
+        email = parse_email(raw.raw, self.settings.prompt.max_body_chars)
+        if isinstance(email, Unparseable):
+            recorded = self.store.record_unparseable(raw, email.reason)
+            outcome = Outcome("unparseable", problem=email.reason, decided_by="parser") if recorded else None
             return Triaged(raw, "", outcome)
+        done = self._in_flight.start(raw, email)
+        try:
+            await self._in_flight.parents_done(raw, email)
+            return await self._triage_parsed(raw, self._render(raw, email))
+        finally:
+            done()
+
+    async def _triage_parsed(self, raw: RawMessage, prepared: Prepared) -> Triaged:
+        assert self.store is not None
         carried = self.store.carry_over(raw, prepared.email)
         if carried is not None:
             return Triaged(raw, prepared.email.subject, carried, carried_over=True)
@@ -116,13 +155,44 @@ class Pipeline:
             self.renderer.template_hash,
             self.settings.langgraph.assistant_id,
             prepared.request["metadata"],
+            [candidate.as_record() for candidate in prepared.candidates],
         )
         decision_pk = self.store.claim(raw, prepared.email, claim)
         if decision_pk is None:
             return Triaged(raw, prepared.email.subject, None)
-        outcome = await self._run(prepared)
-        self.store.record(decision_pk, outcome)
-        return Triaged(raw, prepared.email.subject, outcome)
+        outcome = decide_without_run(self.settings.routing, prepared.email, prepared.candidates)
+        if outcome is None:
+            outcome = await self._run(prepared)
+        status = initial_status(self.settings.routing, outcome, mailbox_actions=self.mailbox_actions)
+        self.store.record(decision_pk, outcome, thread=_assignment(prepared, outcome), routing_status=status)
+        routing = await self._route(raw, outcome, status)
+        return Triaged(raw, prepared.email.subject, outcome, routing=routing)
+
+    async def _route(self, raw: RawMessage, outcome: Outcome, status: str | None) -> RoutingJob | None:
+        """Carry the decision out; the job comes back when mailbox actions remain."""
+        assert self.router is not None and self.store is not None
+        if status == "dry-run":
+            log.debug("uid %d: routing.execute is off; would %s", raw.uid, would_do(raw, outcome))
+        if status != "pending":
+            return None
+        jobs = routing_log.jobs(self.store, raw.account, raw.mailbox, raw.uidvalidity, [raw.uid])
+        return jobs[0] if jobs and await self.router.carry_out(jobs[0]) else None
+
+    async def retry_routing(self, account: str, mailbox: str, uidvalidity: int) -> list[RoutingJob]:
+        """Routing left unfinished by an earlier failure or crash; never asks the triage again."""
+        assert self.router is not None and self.store is not None
+        return [
+            job
+            for job in routing_log.jobs(self.store, account, mailbox, uidvalidity)
+            if await self.router.carry_out(job)
+        ]
+
+    def apply_mailbox_actions(self, source: Source, job: RoutingJob) -> None:
+        """Blocking: call on the thread that owns the source's connection."""
+        assert self.router is not None and self.store is not None
+        actions = self.router.actions_for(job)
+        if actions is not None and isinstance(source, ImapSource):
+            apply_mailbox_actions(self.store, source, job, actions)
 
     async def _run(self, prepared: Prepared) -> Outcome:
         assert self.runs is not None
@@ -146,6 +216,74 @@ class Pipeline:
         )
 
 
+class InFlight:
+    """Messages being triaged now, by Message-ID, so a reply waits for the message it answers.
+
+    In a concurrent backfill a reply and its parent can be in flight together; the reply's thread
+    candidates are only right once the parent's decision (and thread) is recorded. Only older
+    messages (lower UID, or another mailbox) are waited for, so no two messages wait on each other.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, tuple[RawMessage, asyncio.Event]] = {}
+
+    def start(self, raw: RawMessage, email: Email) -> Callable[[], None]:
+        if email.message_id is None or email.message_id in self._events:
+            return lambda: None
+        key, event = email.message_id, asyncio.Event()
+        self._events[key] = (raw, event)
+
+        def done() -> None:
+            event.set()
+            self._events.pop(key, None)
+
+        return done
+
+    async def parents_done(self, raw: RawMessage, email: Email) -> None:
+        for parent_id in {email.in_reply_to, *email.references} - {None, email.message_id}:
+            found = self._events.get(parent_id)  # type: ignore[arg-type]
+            if found is not None and _older(found[0], raw):
+                await found[1].wait()
+
+
+def _older(parent: RawMessage, child: RawMessage) -> bool:
+    return parent.mailbox != child.mailbox or parent.uid < child.uid
+
+
+def decide_without_run(
+    settings: RoutingSettings, email: Email, candidates: list[ThreadCandidate]
+) -> Outcome | None:
+    """A configured rule, or (in `decide` mode) a reply its headers prove, decides without a run."""
+    proved = next((c for c in candidates if c.proved_by_headers), None)
+    rule = first_match(settings.rules, email)
+    if rule is not None:
+        by = f"rule:{rule.name}"
+        if rule.decision == "existing-thread":
+            if proved is None:
+                problem = f"rule {rule.name} says existing-thread but no offered thread is proved by headers"
+                return Outcome("needs-review", rule.decision, problem=problem, decided_by=by)
+            return Outcome("ok", rule.decision, proved.id, reason=f"rule {rule.name}", decided_by=by)
+        title = (rule.title or email.subject or "(no subject)") if rule.decision == "new-task" else None
+        return Outcome("ok", rule.decision, title=title, reason=f"rule {rule.name}", decided_by=by)
+    if settings.header_match == "decide" and proved is not None:
+        reason = "In-Reply-To / References name a message of this thread"
+        return Outcome("ok", "existing-thread", proved.id, reason=reason, decided_by="headers")
+    return None
+
+
+def _assignment(prepared: Prepared, outcome: Outcome) -> tuple[Email, ThreadAssignment] | None:
+    """A new task starts its thread; a reply joins the chosen one."""
+    email = prepared.email
+    if outcome.status != "ok":
+        return None
+    if outcome.decision == "new-task":
+        title = outcome.title or email.subject or "(no subject)"
+        return email, ThreadAssignment(thread_id_for(prepared.raw), email.message_id, title)
+    if outcome.decision == "existing-thread" and outcome.thread_id:
+        return email, ThreadAssignment(outcome.thread_id, email.message_id)
+    return None
+
+
 async def backfill(
     source: Source,
     pipeline: Pipeline,
@@ -158,63 +296,68 @@ async def backfill(
     """Triage every message not yet decided, at most `plan.concurrency` runs in flight.
 
     IMAP clients are not thread-safe, so every source call runs on one dedicated thread; a bounded
-    queue between it and the workers keeps memory flat however large the mailbox is.
+    queue between it and the workers keeps memory flat however large the mailbox is. Mailboxes are
+    done one after the other: mailbox actions need their mailbox selected.
     """
     summary = Summary()
     started = time.monotonic()
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(maxsize=max(plan.concurrency * 2, 16))
+    remaining = plan.limit
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="source") as source_thread:
 
         async def on_source(function: Callable[..., T], *args: Any) -> T:
             return await loop.run_in_executor(source_thread, function, *args)
 
-        async def produce() -> None:
-            remaining = plan.limit
-            for mailbox in plan.mailboxes:
-                todo = await _undecided_uids(on_source, source, pipeline.store, mailbox, plan)
-                if remaining is not None:
-                    todo = todo[:remaining]
-                    remaining -= len(todo)
-                summary.planned += len(todo)
-                on_planned(summary.planned)
-                messages = iter(await on_source(source.fetch, todo))
-                while (raw := await on_source(next, messages, None)) is not None:
-                    await queue.put(raw)
-
-        async def work() -> None:
+        async def work(queue: asyncio.Queue[RawMessage | None], leftover: list[RoutingJob]) -> None:
             while (raw := await queue.get()) is not None:
                 if plan.dry_run:
                     on_prepared(pipeline.prepare(raw))
                     summary.statuses["dry-run"] += 1
-                else:
-                    triaged = await pipeline.triage(raw)
-                    summary.add(triaged)
-                    on_triaged(triaged)
+                    continue
+                triaged = await pipeline.triage(raw)
+                summary.add(triaged)
+                on_triaged(triaged)
+                if triaged.routing is not None:
+                    leftover.append(triaged.routing)
 
-        workers = [asyncio.create_task(work()) for _ in range(plan.concurrency)]
-        try:
-            await produce()
-            for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers)
-        finally:
-            for worker in workers:
-                worker.cancel()
+        for mailbox in plan.mailboxes:
+            uidvalidity, todo = await _undecided_uids(on_source, source, pipeline.store, mailbox, plan)
+            if remaining is not None:
+                todo = todo[:remaining]
+                remaining -= len(todo)
+            summary.planned += len(todo)
+            on_planned(summary.planned)
+            leftover: list[RoutingJob] = []
+            if not plan.dry_run and pipeline.router is not None:
+                leftover += await pipeline.retry_routing(source.account, mailbox, uidvalidity)
+            queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(maxsize=max(plan.concurrency * 2, 16))
+            workers = [asyncio.create_task(work(queue, leftover)) for _ in range(plan.concurrency)]
+            try:
+                messages = iter(await on_source(source.fetch, todo))
+                while (raw := await on_source(next, messages, None)) is not None:
+                    await queue.put(raw)
+                for _ in workers:
+                    await queue.put(None)
+                await asyncio.gather(*workers)
+            finally:
+                for worker in workers:
+                    worker.cancel()
+            for job in leftover:
+                await on_source(pipeline.apply_mailbox_actions, source, job)
     summary.elapsed_s = time.monotonic() - started
     return summary
 
 
 async def _undecided_uids(
     on_source: Callable[..., Any], source: Source, store: Store | None, mailbox: str, plan: BackfillPlan
-) -> list[int]:
+) -> tuple[int, list[int]]:
     uidvalidity: int = await on_source(source.select, mailbox)
     uids: list[int] = await on_source(source.uids, plan.since, plan.before)
     if plan.only_uids is not None:
         uids = [uid for uid in uids if uid in plan.only_uids.get(mailbox, set())]
     if store is None:
-        return uids
+        return uidvalidity, uids
     if not plan.dry_run:
         store.note_mailbox(source.account, mailbox, uidvalidity)
     decided = store.decided_uids(source.account, mailbox, uidvalidity)
-    return [uid for uid in uids if uid not in decided]
+    return uidvalidity, [uid for uid in uids if uid not in decided]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from triage.errors import ConfigError
 from triage.message import Email
+from triage.threads import ThreadCandidate
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # Installed wheels carry the template inside the package; a source checkout keeps it at the top.
@@ -37,16 +36,6 @@ _DEFUSED_ANGLE = "\u2039"
 _FAKE_ANSWER = re.compile(
     r"^([\s>]*)(decision|thread[_ ]?id|title|reason|confidence|answer)(\s*[:=])", re.I | re.M
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadCandidate:
-    """An existing thread the assistant may route to."""
-
-    id: str
-    title: str
-    last_activity: datetime | None
-    proved_by_headers: bool = False
 
 
 def default_template_path() -> Path:

@@ -19,12 +19,15 @@ from typing import Any, Literal
 
 import httpx
 
-from triage.config import LangGraphSettings
-from triage.errors import TriageError
+from triage.config import LangGraphSettings, is_loopback_host
+from triage.errors import ConfigError, TriageError
 
 ErrorKind = Literal["connect", "timeout", "http", "bad-body", "graph-error", "no-answer"]
 _RETRYABLE: frozenset[str] = frozenset({"connect", "timeout", "bad-body"})
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# A final state is a few levels deep; anything deeper is hostile or broken, and deep values make
+# the store's JSON encoder recurse.
+MAX_JSON_DEPTH = 64
 
 
 class RunError(Exception):
@@ -37,13 +40,14 @@ class RunError(Exception):
         *,
         http_status: int | None = None,
         retry_after_s: float | None = None,
+        attempts: int = 0,
     ) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
         self.http_status = http_status
         self.retry_after_s = retry_after_s
-        self.attempts = 0
+        self.attempts = attempts
 
     @property
     def retryable(self) -> bool:
@@ -81,6 +85,7 @@ class RunsClient:
     """One pooled HTTP client per process; retries with exponential backoff and jitter."""
 
     def __init__(self, settings: LangGraphSettings, *, backoff_base_s: float = 0.5) -> None:
+        check_transport(settings)
         self.settings = settings
         self.backoff_base_s = backoff_base_s
         headers = {"accept": "application/json"}
@@ -114,21 +119,38 @@ class RunsClient:
             ) from None
 
     async def wait(self, body: dict[str, Any]) -> RunResult:
-        """Run to completion; raise RunError once retries are spent or the error is final."""
+        """A stateless run to completion; RunError once retries are spent or the error is final."""
         started = time.monotonic()
+        (state, headers), attempts = await self._with_retries("POST", "/runs/wait", body)
+        if not isinstance(state, dict):
+            raise RunError("bad-body", "the final state is not a JSON object", attempts=attempts)
+        if isinstance(error := state.get("__error__"), dict):
+            detail = f"{error.get('error')}: {error.get('message')}"
+            raise RunError("graph-error", detail, attempts=attempts)
+        if "decision" not in state and not _ends_with_ai_message(state):
+            detail = "the final state has no AI message (server-side timeout?)"
+            raise RunError("no-answer", detail, attempts=attempts)
+        latency_ms = int((time.monotonic() - started) * 1000)
+        return RunResult(state, _run_id(headers.get("content-location")), attempts, latency_ms)
+
+    async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Any other LangGraph API call (threads, runs on threads), with the same retries."""
+        (value, _), _ = await self._with_retries(method, path, body)
+        return value
+
+    async def _with_retries(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[tuple[Any, httpx.Headers], int]:
         attempt = 0
         while True:
             attempt += 1
             try:
-                state, run_id = await self._attempt(body)
+                return await self._attempt(method, path, body), attempt
             except RunError as error:
                 error.attempts = attempt
                 if not error.retryable or attempt >= self.settings.max_attempts:
                     raise
                 await asyncio.sleep(self._backoff_s(attempt, error.retry_after_s))
-                continue
-            latency_ms = int((time.monotonic() - started) * 1000)
-            return RunResult(state, run_id, attempt, latency_ms)
 
     def _backoff_s(self, attempt: int, retry_after_s: float | None) -> float:
         cap = self.settings.backoff_cap_s
@@ -136,10 +158,12 @@ class RunsClient:
             return min(retry_after_s, cap)
         return min(cap, self.backoff_base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
-    async def _attempt(self, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    async def _attempt(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[Any, httpx.Headers]:
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                return await self._post(body)
+                return await self._send(method, path, body)
         except TimeoutError:
             raise RunError("timeout", f"no answer within {self.settings.timeout_s:g} s") from None
         except httpx.TimeoutException as exc:
@@ -147,30 +171,78 @@ class RunsClient:
         except httpx.TransportError as exc:
             raise RunError("connect", _short(exc)) from None
 
-    async def _post(self, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        async with self._http.stream("POST", "/runs/wait", json=body) as response:
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[Any, httpx.Headers]:
+        async with self._http.stream(method, path, json=body) as response:
             content = await _read_bounded(response)
-        if response.status_code != 200:
+        if not 200 <= response.status_code < 300:
             raise RunError(
                 "http",
-                f"HTTP {response.status_code}: {_excerpt(content)}",
+                f"HTTP {response.status_code}: {_http_detail(response, content)}",
                 http_status=response.status_code,
                 retry_after_s=_retry_after_s(response.headers.get("retry-after")),
             )
-        try:
-            state = json.loads(content)
-        except (ValueError, RecursionError):
-            raise RunError("bad-body", f"not JSON: {_excerpt(content)}") from None
-        if not isinstance(state, dict):
-            raise RunError("bad-body", f"not a JSON object: {_excerpt(content)}")
-        if isinstance(error := state.get("__error__"), dict):
-            raise RunError("graph-error", f"{error.get('error')}: {error.get('message')}")
-        if "decision" not in state and not _ends_with_ai_message(state):
-            raise RunError("no-answer", "the final state has no AI message (server-side timeout?)")
-        return state, _run_id(response.headers.get("content-location"))
+        return decode_body(content, response.headers.get("content-type", "")), response.headers
+
+
+def check_transport(settings: LangGraphSettings) -> None:
+    """Refuse, before any request, to send the API key in clear to a host that is not this one."""
+    url = httpx.URL(settings.url)
+    if (
+        settings.api_key is not None
+        and url.scheme == "http"
+        and not is_loopback_host(url.host)
+        and not settings.allow_insecure
+    ):
+        raise ConfigError(
+            f"langgraph.url {settings.url} is plain http: the API key would cross the network in clear"
+            " (use https, or set langgraph.allow_insecure = true)"
+        )
+
+
+def decode_body(content: bytes, content_type: str) -> Any:
+    """JSON from a response body, or a bad-body RunError that says in a few words what is wrong."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunError("bad-body", f"not UTF-8 (invalid byte at {exc.start})") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise RunError("bad-body", "JSON nested too deeply") from None
+    except ValueError:
+        kind = content_type.split(";")[0].strip() or "no content-type"
+        raise RunError("bad-body", f"not JSON ({kind}): {_excerpt(content)}") from None
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise RunError("bad-body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Iterative, so a hostile value cannot exhaust the stack while being measured."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _http_detail(response: httpx.Response, content: bytes) -> str:
+    """A redirect names where it pointed (it is never followed); anything else, its body."""
+    if response.is_redirect:
+        location = response.headers.get("location", "(no location)")
+        return f"redirect to {_excerpt(location.encode())} (not followed)"
+    return _excerpt(content)
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise RunError("bad-body", f"response of {int(declared)} bytes, over {MAX_RESPONSE_BYTES}")
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():

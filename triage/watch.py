@@ -17,13 +17,13 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from imapclient.exceptions import IMAPClientError
+from sqlalchemy.exc import SQLAlchemyError
 
 from triage.config import ImapSettings, Settings
 from triage.errors import TriageError
@@ -34,6 +34,7 @@ from triage.sources import RawMessage
 from triage.sources.imap import ConnectFailed, ImapSource, LoginFailed
 from triage.store import Store
 from triage.store import watchers as leases
+from triage.store.routing import RoutingJob
 
 log = logging.getLogger("triage.watch")
 
@@ -42,8 +43,6 @@ LINK_ERRORS = (ConnectFailed, IMAPClientError, OSError)
 _RECONNECT_BASE_S = 1.0
 _RETRY_BASE_S = 5.0
 _LEASE_WAIT_S = 1.0
-
-Submit = Callable[[list[RawMessage]], list[Triaged | None]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,27 @@ class Target:
     @property
     def account(self) -> str:
         return self.imap.account_name
+
+
+class StoreFailed(TriageError):
+    """The decision log cannot be written (locked too long, disk full, read-only): stop, lose nothing."""
+
+
+def store_failed(exc: SQLAlchemyError) -> StoreFailed:
+    """One line a user can act on; nothing is lost, as unrecorded mail stays undecided."""
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    hints = {
+        "locked": "another program holds a lock on it",
+        "readonly": "the file or its folder is read-only",
+        "read-only": "the file or its folder is read-only",
+        "disk": "is the disk full?",
+        "full": "is the disk full?",
+    }
+    hint = next((text for word, text in hints.items() if word in reason.lower()), "")
+    return StoreFailed(
+        f"cannot write the decision log ({reason}{'; ' + hint if hint else ''}); stopping."
+        " Mail not yet recorded stays undecided and is triaged at the next start"
+    )
 
 
 def backoff_s(failures: int, base_s: float, cap_s: float) -> float:
@@ -89,11 +109,56 @@ class RetrySchedule:
         return max(0.0, min(self.due.values()) - time.monotonic())
 
 
+class LoopBridge:
+    """What watcher threads ask of the asyncio loop; each call blocks until the loop is done."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pipeline: Pipeline,
+        semaphore: asyncio.Semaphore,
+        stop: threading.Event,
+        inflight: set[asyncio.Task[Triaged | None]],
+    ) -> None:
+        self.loop = loop
+        self.pipeline = pipeline
+        self.semaphore = semaphore
+        self.stop = stop
+        self.inflight = inflight
+
+    def triage_batch(self, raws: list[RawMessage]) -> list[Triaged | None]:
+        """None for a message not triaged because a stop was requested (it stays unclaimed)."""
+        return asyncio.run_coroutine_threadsafe(self._batch(raws), self.loop).result()
+
+    def retry_routing(self, account: str, mailbox: str, uidvalidity: int) -> list[RoutingJob]:
+        return asyncio.run_coroutine_threadsafe(
+            self.pipeline.retry_routing(account, mailbox, uidvalidity), self.loop
+        ).result()
+
+    async def _one(self, raw: RawMessage) -> Triaged | None:
+        async with self.semaphore:
+            if self.stop.is_set():
+                return None
+            return await self.pipeline.triage(raw)
+
+    async def _batch(self, raws: list[RawMessage]) -> list[Triaged | None]:
+        tasks = [asyncio.create_task(self._one(raw)) for raw in raws]
+        self.inflight.update(tasks)
+        try:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self.inflight.difference_update(tasks)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result  # a bug, not a stop: the watcher logs it and the daemon exits
+        return [r if isinstance(r, Triaged) else None for r in results]
+
+
 class MailboxWatcher:
     """Connect, catch up, IDLE (or poll), triage; reconnect on any sign of a dead link."""
 
     def __init__(
-        self, settings: Settings, target: Target, store: Store, submit: Submit, stop: threading.Event
+        self, settings: Settings, target: Target, store: Store, bridge: LoopBridge, stop: threading.Event
     ) -> None:
         self.settings = settings
         self.imap = target.imap
@@ -101,7 +166,7 @@ class MailboxWatcher:
         self.account = target.imap.account_name
         self.label = target.label
         self.store = store
-        self.submit = submit
+        self.bridge = bridge
         self.stop = stop
         self.retries = RetrySchedule(settings.watch.retry_backoff_cap_s)
         self.status: dict[str, Any] = {"state": "starting", "connected": False, "backlog": 0, "failures": 0}
@@ -125,6 +190,10 @@ class MailboxWatcher:
                 failures = self._lost(failures, _describe(exc))
             except CancelledError:
                 return
+            except SQLAlchemyError as exc:
+                self.fatal = store_failed(exc)
+                self.stop.set()
+                return
             except Exception:
                 log.exception("%s: watcher failed", self.label)
                 self.fatal = TriageError(f"the watcher of {self.label!r} failed (traceback logged above)")
@@ -146,7 +215,7 @@ class MailboxWatcher:
         self.status.update(status)
 
     def _session(self) -> None:
-        source = ImapSource(self.imap)
+        source = ImapSource(self.imap, writable=self.settings.has_mailbox_actions)
         try:
             uidvalidity = source.select(self.mailbox)
             start_uid = source.highest_uid()
@@ -192,16 +261,20 @@ class MailboxWatcher:
             backlog=len(todo) + len(unfinished) - len(due),
             last_seen_uid=max(fresh, default=watermark) or None,
         )
+        for job in self.bridge.retry_routing(self.account, self.mailbox, uidvalidity):
+            self.bridge.pipeline.apply_mailbox_actions(source, job)
         batch_size = self.imap.fetch_batch
         for start in range(0, len(todo), batch_size):
             if self.stop.is_set():
                 return
             batch = todo[start : start + batch_size]
-            results = self.submit(list(source.fetch(batch)))
+            results = self.bridge.triage_batch(list(source.fetch(batch)))
             if any(result is None for result in results):
                 return  # stopping: the rest stays for the next start
             for result in results:
                 self._note(result)
+                if result is not None and result.routing is not None:
+                    self.bridge.pipeline.apply_mailbox_actions(source, result.routing)
             highest_fresh = max((uid for uid in batch if uid > watermark), default=0)
             if highest_fresh:
                 self.store.advance_watermark(self.account, self.mailbox, uidvalidity, highest_fresh)
@@ -245,6 +318,14 @@ class MailboxWatcher:
         self._set(state="catching-up", idle_since=None)
 
 
+def _if_writable(write: Any, *args: Any, **kwargs: Any) -> None:
+    """A last status write on the way out; a store that failed must not hide why the daemon stops."""
+    try:
+        write(*args, **kwargs)
+    except SQLAlchemyError as exc:
+        log.debug("final status not written: %s", exc)
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "the server stopped answering (socket timeout)"
@@ -262,6 +343,7 @@ class Daemon:
         self.owner = leases.this_process()
         self.stop = threading.Event()
         self._inflight: set[asyncio.Task[Triaged | None]] = set()
+        self._store_fatal: StoreFailed | None = None
 
     def run(self) -> int:
         return asyncio.run(self._main())
@@ -273,14 +355,17 @@ class Daemon:
         renderer = PromptRenderer(self.settings.prompt.template)
         store = Store.open(self.settings.store.url)
         try:
-            await self._acquire_leases(store)
+            try:
+                await self._acquire_leases(store)
+            except SQLAlchemyError as exc:
+                raise store_failed(exc) from None
             if self.stop.is_set():
                 return 0
             async with RunsClient(self.settings.langgraph) as runs:
-                pipeline = Pipeline(self.settings, renderer, runs, store)
+                pipeline = Pipeline(self.settings, renderer, runs, store, mailbox_actions=True)
                 semaphore = asyncio.Semaphore(self.settings.langgraph.max_concurrency)
-                submit = self._submitter(loop, pipeline, semaphore)
-                watchers = [MailboxWatcher(self.settings, t, store, submit, self.stop) for t in self.targets]
+                bridge = LoopBridge(loop, pipeline, semaphore, self.stop, self._inflight)
+                watchers = [MailboxWatcher(self.settings, t, store, bridge, self.stop) for t in self.targets]
                 threads = [
                     threading.Thread(target=w.run, name=f"watch {w.account} {w.mailbox}", daemon=True)
                     for w in watchers
@@ -292,15 +377,22 @@ class Daemon:
                 for thread, target in zip(threads, self.targets, strict=True):
                     await asyncio.to_thread(thread.join, target.imap.timeout_s)
                 for watcher in watchers:
-                    leases.heartbeat(store, watcher.account, watcher.mailbox, self.owner, **watcher.status)
-                fatal = next((w.fatal for w in watchers if w.fatal is not None), None)
+                    _if_writable(
+                        leases.heartbeat,
+                        store,
+                        watcher.account,
+                        watcher.mailbox,
+                        self.owner,
+                        **watcher.status,
+                    )
+                fatal = self._store_fatal or next((w.fatal for w in watchers if w.fatal is not None), None)
                 if fatal is not None:
                     raise fatal
             log.info("stopped")
             return 0
         finally:
             for target in self.targets:
-                leases.release(store, target.account, target.mailbox, self.owner)
+                _if_writable(leases.release, store, target.account, target.mailbox, self.owner)
             store.close()
 
     def _request_stop(self, sig: signal.Signals) -> None:
@@ -327,38 +419,19 @@ class Daemon:
                         return
                     await asyncio.sleep(_LEASE_WAIT_S)
 
-    def _submitter(
-        self, loop: asyncio.AbstractEventLoop, pipeline: Pipeline, semaphore: asyncio.Semaphore
-    ) -> Submit:
-        """What a watcher thread calls: triage a batch on the loop, block until it is done."""
-
-        async def one(raw: RawMessage) -> Triaged | None:
-            async with semaphore:
-                if self.stop.is_set():
-                    return None  # stop taking new messages; unclaimed, so found again next start
-                return await pipeline.triage(raw)
-
-        async def batch(raws: list[RawMessage]) -> list[Triaged | None]:
-            tasks = [asyncio.create_task(one(raw)) for raw in raws]
-            self._inflight.update(tasks)
-            try:
-                results = await asyncio.gather(*tasks, return_exceptions=True)
-            finally:
-                self._inflight.difference_update(tasks)
-            return [r if isinstance(r, Triaged) else None for r in results]
-
-        def submit(raws: list[RawMessage]) -> list[Triaged | None]:
-            return asyncio.run_coroutine_threadsafe(batch(raws), loop).result()
-
-        return submit
-
     async def _until_stopped(self, store: Store, watchers: list[MailboxWatcher]) -> None:
         """Write heartbeats until a stop is requested (or a watcher failed for good)."""
         while not self.stop.is_set():
             for watcher in watchers:
-                if not leases.heartbeat(
-                    store, watcher.account, watcher.mailbox, self.owner, **watcher.status
-                ):
+                try:
+                    alive = leases.heartbeat(
+                        store, watcher.account, watcher.mailbox, self.owner, **watcher.status
+                    )
+                except SQLAlchemyError as exc:
+                    self._store_fatal = self._store_fatal or store_failed(exc)
+                    self.stop.set()
+                    break
+                if not alive:
                     watcher.fatal = leases.MailboxTaken(
                         f"lost the lease on mailbox {watcher.mailbox!r} to another daemon"
                     )

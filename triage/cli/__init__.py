@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from triage import __version__
-from triage.cli import backfill, watch
+from triage.cli import backfill, review, threads, watch
 from triage.errors import TriageError
 
-COMMAND_GROUPS = (backfill, watch)
+COMMAND_GROUPS = (backfill, watch, threads, review)
 
 
 def main(argv: list[str] | None = None) -> int:

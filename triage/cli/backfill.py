@@ -62,7 +62,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         _backfill_source(settings, files, [files.mailbox_name], args)
         return 0
     for imap in settings.mail_accounts(args.account):
-        _backfill_source(settings, ImapSource(imap), args.mailbox or imap.mailboxes, args)
+        _backfill_source(
+            settings,
+            ImapSource(imap, writable=settings.has_mailbox_actions),
+            args.mailbox or imap.mailboxes,
+            args,
+        )
     return 0
 
 
@@ -98,7 +103,9 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
     try:
         async with RunsClient(settings.langgraph) as runs:
             await runs.check_reachable()
-            pipeline = Pipeline(settings, renderer, runs, store)
+            pipeline = Pipeline(
+                settings, renderer, runs, store, mailbox_actions=isinstance(source, ImapSource)
+            )
 
             def on_triaged(triaged: Triaged) -> None:
                 progress.advance()

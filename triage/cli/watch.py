@@ -101,5 +101,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
         plan = BackfillPlan(
             mailboxes=sorted(chosen), concurrency=settings.langgraph.max_concurrency, only_uids=chosen
         )
-        print_summary(run_backfill_on(settings, ImapSource(imap), plan, quiet=args.quiet), plan)
+        print_summary(
+            run_backfill_on(
+                settings, ImapSource(imap, writable=settings.has_mailbox_actions), plan, quiet=args.quiet
+            ),
+            plan,
+        )
     return 0

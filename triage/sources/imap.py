@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
-from triage.config import ImapSettings
+from triage.config import ActionSettings, ImapSettings, is_loopback_host
 from triage.errors import ConfigError, TriageError
+from triage.message import PARTIAL_HEADER
 from triage.sources import RawMessage
 
+log = logging.getLogger("triage.imap")
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
+# Replaced in a partially fetched message by those of the text part that stands in for its body.
+_MIME_HEADERS = (b"content-type", b"content-transfer-encoding")
 _COMMAND_TIMEOUT_S = 60
 # How long one idle_check blocks: the granularity at which a watcher notices a stop request.
 _IDLE_SLICE_S = 1.0
@@ -35,14 +42,22 @@ class LoginFailed(TriageError):
     exit_code = 3
 
 
+class InsecureRefused(LoginFailed):
+    """triage refused to send credentials in clear: a configuration problem, never retried."""
+
+    exit_code = 2
+
+
 class ImapSource:
     """One logged-in connection; one selected mailbox at a time."""
 
-    def __init__(self, settings: ImapSettings) -> None:
+    def __init__(self, settings: ImapSettings, *, writable: bool = False) -> None:
         if not settings.host:
             raise ConfigError("imap.host is not set (or pass --source PATH to read local files)")
         self.settings = settings
         self.account = settings.account_name
+        # EXAMINE (read-only) unless mailbox actions need to change flags or move mail.
+        self.writable = writable
         self._mailbox = ""
         self._uidvalidity = 0
         self._client = _connect(settings)
@@ -54,7 +69,7 @@ class ImapSource:
 
     def select(self, mailbox: str) -> int:
         try:
-            info = self._client.select_folder(mailbox, readonly=True)
+            info = self._client.select_folder(mailbox, readonly=not self.writable)
         except IMAPClientError as exc:
             raise MailboxUnavailable(f"cannot open mailbox {mailbox!r}: {_text(exc)}") from None
         self._mailbox = mailbox
@@ -70,23 +85,63 @@ class ImapSource:
         return sorted(self._client.search(criteria or ["ALL"]))
 
     def fetch(self, uids: list[int]) -> Iterator[RawMessage]:
-        batch_size = self.settings.fetch_batch
+        """Messages in UID order; one over imap.max_message_bytes is read only in part.
+
+        Sizes are asked first, so whole messages are fetched in groups of at most
+        max_message_bytes and a larger one never crosses the wire whole.
+        """
+        batch_size, limit = self.settings.fetch_batch, self.settings.max_message_bytes
         for start in range(0, len(uids), batch_size):
             batch = uids[start : start + batch_size]
-            # imapclient keeps only the UIDs asked for; a UID expunged meanwhile is simply absent.
-            fetched = self._client.fetch(batch, FETCH_ITEMS)
-            for uid in batch:
-                data = fetched.get(uid)
-                if data is None or b"BODY[]" not in data:
-                    continue
-                yield RawMessage(
-                    self.account,
-                    self._mailbox,
-                    self._uidvalidity,
-                    uid,
-                    bytes(data[b"BODY[]"]),
-                    data.get(b"INTERNALDATE"),
-                )
+            sizes = {
+                uid: int(data.get(b"RFC822.SIZE", 0))
+                for uid, data in self._client.fetch(batch, [b"RFC822.SIZE"]).items()
+            }
+            group: list[int] = []
+            for uid in (uid for uid in batch if uid in sizes):  # expunged meanwhile: absent
+                if sizes[uid] > limit or sum(sizes[u] for u in group) + sizes[uid] > limit:
+                    yield from self._fetch_whole(group)
+                    group = []
+                if sizes[uid] > limit:
+                    yield from self._fetch_partial(uid, sizes[uid])
+                else:
+                    group.append(uid)
+            yield from self._fetch_whole(group)
+
+    def _fetch_whole(self, uids: list[int]) -> Iterator[RawMessage]:
+        fetched = self._client.fetch(uids, FETCH_ITEMS) if uids else {}
+        for uid in uids:
+            data = fetched.get(uid)
+            if data is None or b"BODY[]" not in data:
+                continue
+            yield self._raw(uid, bytes(data[b"BODY[]"]), data)
+
+    def _fetch_partial(self, uid: int, size: int) -> Iterator[RawMessage]:
+        """Headers and the first text part of a message too large to load; attachments never."""
+        limit = self.settings.max_message_bytes
+        head_item = f"BODY.PEEK[HEADER]<0.{limit}>".encode()
+        data = self._client.fetch([uid], [head_item, b"BODYSTRUCTURE", b"INTERNALDATE"]).get(uid)
+        if data is None or b"BODY[HEADER]<0>" not in data:
+            return
+        part = first_text_part(data[b"BODYSTRUCTURE"])
+        text = b""
+        if part is not None:
+            item = f"BODY.PEEK[{part.section}]<0.{limit}>".encode()
+            found = self._client.fetch([uid], [item]).get(uid, {})
+            text = bytes(found.get(f"BODY[{part.section}]<0>".encode(), b""))
+        log.warning(
+            "%s uid %d: %d bytes, over imap.max_message_bytes (%d); triaged from its headers and "
+            "first text part",
+            self._mailbox,
+            uid,
+            size,
+            limit,
+        )
+        note = f"{size} bytes, over imap.max_message_bytes; only the headers and first text part were read"
+        yield self._raw(uid, stand_in(bytes(data[b"BODY[HEADER]<0>"]), part, text, note), data)
+
+    def _raw(self, uid: int, raw: bytes, data: dict[bytes, Any]) -> RawMessage:
+        return RawMessage(self.account, self._mailbox, self._uidvalidity, uid, raw, data.get(b"INTERNALDATE"))
 
     def highest_uid(self) -> int:
         """The highest UID in the selected mailbox (0 when empty)."""
@@ -121,6 +176,36 @@ class ImapSource:
         self._client.idle_done()
         return changed
 
+    def apply_actions(self, uid: int, actions: ActionSettings) -> list[str]:
+        """Flags, Gmail labels, seen, then a move (MOVE, else COPY + \\Deleted + UID EXPUNGE)."""
+        client, done = self._client, []
+        if actions.add_flags:
+            client.add_flags([uid], actions.add_flags)
+            done.append("flagged " + " ".join(actions.add_flags))
+        if actions.mark_seen:
+            client.add_flags([uid], [b"\\Seen"])
+            done.append("marked seen")
+        if actions.gmail_labels:
+            if client.has_capability("X-GM-EXT-1"):
+                client.add_gmail_labels([uid], actions.gmail_labels)
+                done.append("labelled " + " ".join(actions.gmail_labels))
+            else:
+                done.append("labels skipped (the server is not Gmail)")
+        if actions.move_to:
+            if not client.folder_exists(actions.move_to):
+                client.create_folder(actions.move_to)
+            if client.has_capability("MOVE"):
+                client.move([uid], actions.move_to)
+            else:
+                client.copy([uid], actions.move_to)
+                client.add_flags([uid], [b"\\Deleted"])
+                if client.has_capability("UIDPLUS"):
+                    client.uid_expunge([uid])
+                else:
+                    client.expunge()
+            done.append(f"moved to {actions.move_to}")
+        return done
+
     def noop(self) -> None:
         self._client.noop()
 
@@ -131,7 +216,76 @@ class ImapSource:
             self._client.shutdown()
 
 
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    """Where the first text part of a message is (an IMAP section number) and how it is encoded."""
+
+    section: str
+    content_type: str
+    charset: str
+    encoding: str
+
+
+def first_text_part(structure: Any, prefix: str = "") -> TextPart | None:
+    """The first text/plain part of a BODYSTRUCTURE, else the first text/html; attached mail is
+    not entered."""
+    found = list(_text_parts(structure, prefix))
+    plain = [part for part in found if part.content_type == "text/plain"]
+    return (plain or found or [None])[0]
+
+
+def _text_parts(structure: Any, prefix: str) -> Iterator[TextPart]:
+    if isinstance(structure[0], list):
+        for number, sub in enumerate(structure[0], 1):
+            yield from _text_parts(sub, f"{prefix}{number}.")
+        return
+    kind = f"{_atom(structure[0])}/{_atom(structure[1])}".lower()
+    if kind in ("text/plain", "text/html"):
+        params = [_atom(value) for value in structure[2] or ()]
+        named = dict(zip((key.lower() for key in params[::2]), params[1::2], strict=False))
+        charset = named.get("charset", "")
+        yield TextPart(prefix.rstrip(".") or "1", kind, charset, _atom(structure[5]).lower() or "7bit")
+
+
+def _atom(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    return "" if value is None else str(value)
+
+
+def stand_in(header: bytes, part: TextPart | None, text: bytes, note: str) -> bytes:
+    """A small message standing in for a large one: its headers, and its first text part as body."""
+    lines: list[bytes] = []
+    skipping = False
+    for line in header.rstrip(b"\r\n").split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):  # a folded continuation of the header before
+            if not skipping:
+                lines.append(line)
+            continue
+        skipping = line.split(b":", 1)[0].strip().lower() in _MIME_HEADERS or line.lower().startswith(
+            PARTIAL_HEADER.lower().encode()
+        )
+        if not skipping:
+            lines.append(line)
+    lines.append(f"{PARTIAL_HEADER}: {note}".encode())
+    if part is not None:
+        charset = f'; charset="{part.charset}"' if part.charset else ""
+        lines.append(f"Content-Type: {part.content_type}{charset}".encode())
+        lines.append(f"Content-Transfer-Encoding: {part.encoding}".encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + text
+
+
+def check_transport(settings: ImapSettings) -> None:
+    """Refuse, before connecting, to log in without TLS to a host that is not this machine."""
+    if settings.tls == "none" and not is_loopback_host(settings.host) and not settings.allow_insecure:
+        raise InsecureRefused(
+            f'imap.tls = "none" would send the password for {settings.host} in clear'
+            ' (use "implicit" or "starttls", or set imap.allow_insecure = true)'
+        )
+
+
 def _connect(settings: ImapSettings) -> IMAPClient:
+    check_transport(settings)
     where = f"{settings.host}:{settings.effective_port}"
     context = _ssl_context(settings) if settings.tls != "none" else None
     try:
@@ -143,7 +297,7 @@ def _connect(settings: ImapSettings) -> IMAPClient:
             timeout=settings.timeout_s,
         )
         if settings.tls == "starttls":
-            client.starttls(context)
+            _starttls(client, context, where)
         return client
     except ssl.SSLCertVerificationError as exc:
         raise ConnectFailed(
@@ -156,6 +310,17 @@ def _connect(settings: ImapSettings) -> IMAPClient:
         raise TriageError(f"IMAP server {where} did not answer within {settings.timeout_s:g} s") from None
     except (OSError, IMAPClientError) as exc:
         raise ConnectFailed(f"cannot connect to IMAP server {where}: {_text(exc)}") from None
+
+
+def _starttls(client: IMAPClient, context: ssl.SSLContext | None, where: str) -> None:
+    """Upgrade to TLS or give up: a failed STARTTLS never falls back to a plaintext login."""
+    try:
+        client.starttls(context)
+    except CapabilityError:
+        client.shutdown()
+        raise InsecureRefused(
+            f"IMAP server {where} does not offer STARTTLS; refusing to log in without TLS"
+        ) from None
 
 
 def _ssl_context(settings: ImapSettings) -> ssl.SSLContext:

@@ -9,14 +9,14 @@ by a unique key, so a message is never recorded twice.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, Select, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.errors import ConfigError, TriageError
 from triage.message import Email
 from triage.sources import RawMessage
+from triage.store import threads
 from triage.store.models import DecisionRecord, MailboxState, StoredMessage
+from triage.store.threads import ThreadAssignment
 
 FINAL_STATUSES = ("ok", "needs-review", "unparseable")
 # Outcome fields stored as they are on a decision row (attempts add up instead).
@@ -41,9 +43,15 @@ _OUTCOME_FIELDS = (
     "error_kind",
     "error_text",
     "latency_ms",
+    "decided_by",
 )
-# What a decision carried over to a message's new identity keeps of the original.
-_CARRIED_FIELDS = (*_OUTCOME_FIELDS, "assistant_id", "template_hash", "prompt", "request_metadata")
+# What a decision carried over to a message's new identity keeps of the original (its routing
+# too: the thread and run it led to exist already).
+_CARRIED_FIELDS = (
+    *(name for name in _OUTCOME_FIELDS if name != "decided_by"),
+    *("assistant_id", "template_hash", "prompt", "request_metadata"),
+    *("routing_status", "routing_thread_id", "routing_run_id", "routing_actions", "routing_error"),
+)
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -55,6 +63,7 @@ class Claim:
     template_hash: str
     assistant_id: str
     request_metadata: dict[str, Any]
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # the threads offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,7 @@ class Outcome:
     error_text: str | None = None
     attempts: int = 0
     latency_ms: int | None = None
+    decided_by: str = "run"  # run | rule:NAME | headers | parser
 
 
 def _now() -> datetime:
@@ -157,32 +167,16 @@ class Store:
 
     def unfinished_uids(self, account: str, mailbox: str, uidvalidity: int) -> list[int]:
         """Claimed-but-unfinished and failed messages: the ones to run again."""
-        query = (
-            select(StoredMessage.uid)
-            .join(DecisionRecord, DecisionRecord.message_pk == StoredMessage.id)
-            .where(
-                StoredMessage.account == account,
-                StoredMessage.mailbox == mailbox,
-                StoredMessage.uidvalidity == uidvalidity,
-                DecisionRecord.status.not_in(FINAL_STATUSES),
-            )
-            .order_by(StoredMessage.uid)
+        query = _recorded_uids(account, mailbox, uidvalidity).where(
+            DecisionRecord.status.not_in(FINAL_STATUSES)
         )
         with self._session() as session:
-            return list(session.scalars(query))
+            return list(session.scalars(query.order_by(StoredMessage.uid)))
 
     def decided_uids(self, account: str, mailbox: str, uidvalidity: int, above: int = 0) -> set[int]:
         """UIDs (above `above`) whose outcome is final; the rest of the mailbox still needs triage."""
-        query = (
-            select(StoredMessage.uid)
-            .join(DecisionRecord, DecisionRecord.message_pk == StoredMessage.id)
-            .where(
-                StoredMessage.account == account,
-                StoredMessage.mailbox == mailbox,
-                StoredMessage.uidvalidity == uidvalidity,
-                StoredMessage.uid > above,
-                DecisionRecord.status.in_(FINAL_STATUSES),
-            )
+        query = _recorded_uids(account, mailbox, uidvalidity).where(
+            StoredMessage.uid > above, DecisionRecord.status.in_(FINAL_STATUSES)
         )
         with self._session() as session:
             return set(session.scalars(query))
@@ -200,6 +194,7 @@ class Store:
             record.status, record.decided_by = "pending", "run"
             record.prompt, record.template_hash = claim.prompt, claim.template_hash
             record.assistant_id, record.request_metadata = claim.assistant_id, claim.request_metadata
+            record.candidates = claim.candidates
             record.updated_at = _now()
             session.flush()
             return record.id
@@ -239,26 +234,44 @@ class Store:
             message = self._message(session, raw, email)
             copied = {name: getattr(twin, name) for name in _CARRIED_FIELDS}
             now = _now()
+            carried_by = f"carried-over:{twin.id}"
             session.add(
                 DecisionRecord(
                     message_pk=message.id,
-                    decided_by=f"carried-over:{twin.id}",
+                    decided_by=carried_by,
                     attempts=0,
                     created_at=now,
                     updated_at=now,
                     **copied,
                 )
             )
-            return Outcome(**{name: copied[name] for name in _OUTCOME_FIELDS})
+            threads.carry_membership(session, twin.message_pk, message.id)
+            outcome_fields = {name: copied[name] for name in _OUTCOME_FIELDS if name != "decided_by"}
+            return Outcome(**outcome_fields, decided_by=carried_by)
 
-    def record(self, decision_pk: int, outcome: Outcome) -> None:
-        """Write a claimed message's outcome; attempts add up across passes."""
+    def record(
+        self,
+        decision_pk: int,
+        outcome: Outcome,
+        *,
+        thread: tuple[Email, ThreadAssignment] | None = None,
+        routing_status: str | None = None,
+    ) -> None:
+        """Write a claimed message's outcome, and its thread assignment in the same transaction.
+
+        Attempts add up across passes. `routing_status` (pending, dry-run) says what is left to do.
+        """
         with self._session.begin() as session:
             record = session.get_one(DecisionRecord, decision_pk)
             for name in _OUTCOME_FIELDS:
                 setattr(record, name, getattr(outcome, name))
             record.attempts += outcome.attempts
             record.updated_at = _now()
+            record.routing_status = routing_status
+            if thread is not None:
+                message = session.get_one(StoredMessage, record.message_pk)
+                email, assignment = thread
+                threads.assign(session, message.id, message.account, message.mailbox, email, assignment)
 
     def record_unparseable(self, raw: RawMessage, reason: str) -> bool:
         """Record bytes that are not mail at all; False if already recorded."""
@@ -361,6 +374,19 @@ class Store:
             message.body_chars = email.body_chars
         session.flush()
         return message
+
+
+def _recorded_uids(account: str, mailbox: str, uidvalidity: int) -> Select[tuple[int]]:
+    """UIDs of one mailbox generation that have a decision row."""
+    return (
+        select(StoredMessage.uid)
+        .join(DecisionRecord, DecisionRecord.message_pk == StoredMessage.id)
+        .where(
+            StoredMessage.account == account,
+            StoredMessage.mailbox == mailbox,
+            StoredMessage.uidvalidity == uidvalidity,
+        )
+    )
 
 
 def _message_row(session: Session, raw: RawMessage) -> StoredMessage | None:

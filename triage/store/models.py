@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -18,6 +18,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def as_utc(when: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; triage writes them in UTC."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -87,6 +92,7 @@ class DecisionRecord(Base):
         Index("ix_decisions_status", "status"),
         Index("ix_decisions_created_at", "created_at"),
         Index("ix_decisions_thread_id", "thread_id"),
+        Index("ix_decisions_routing_status", "routing_status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -109,6 +115,14 @@ class DecisionRecord(Base):
     error_text: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
+    candidates: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # threads offered in the prompt
+    routing_status: Mapped[str | None] = mapped_column(String(20))  # pending|done|error|dry-run
+    routing_thread_id: Mapped[str | None] = mapped_column(String(64))
+    routing_run_id: Mapped[str | None] = mapped_column(String(100))
+    routing_actions: Mapped[dict[str, Any] | None]
+    routing_error: Mapped[str | None] = mapped_column(Text)
+    routing_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    routed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -150,7 +164,71 @@ class Correction(Base):
     created_at: Mapped[datetime]
 
 
+class DailyCount(Base):
+    """Decisions per UTC day, assistant, template, status and decision ('' for none).
+
+    Written only by triggers on the decisions table (SQLite); read by `triage stats`.
+    """
+
+    __tablename__ = "daily_counts"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    assistant_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    template_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(20), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class DailyLatency(Base):
+    """Run latencies (three significant digits) per UTC day, assistant and template; by triggers."""
+
+    __tablename__ = "daily_latencies"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    assistant_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    template_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    latency_ms: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
 # Not ORM models: made by migration 0003 and kept in step by SQL triggers (SQLite only). The
 # FTS5 index is a virtual table with shadow tables named after it.
 SEARCH_INDEX = "decisions_search"
 VIEWS = ("decisions_view", "threads_view", "decisions_search_source")
+
+
+class Thread(Base):
+    """A LangGraph thread a new task started, and what candidate ranking needs to know of it."""
+
+    __tablename__ = "threads"
+    __table_args__ = (
+        Index("ix_threads_status_activity", "status", "last_activity_at"),
+        Index("ix_threads_subject_key", "subject_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account: Mapped[str] = mapped_column(String(320))
+    mailbox: Mapped[str] = mapped_column(String(1000))
+    title: Mapped[str] = mapped_column(Text)
+    subject_key: Mapped[str] = mapped_column(Text)
+    participants: Mapped[list[str]]
+    started_by: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    status: Mapped[str] = mapped_column(String(20))  # open|closed
+    created_at: Mapped[datetime]
+    last_activity_at: Mapped[datetime]
+
+
+class ThreadMessage(Base):
+    """A message assigned to a thread; its Message-ID lets replies prove the thread."""
+
+    __tablename__ = "thread_messages"
+    __table_args__ = (
+        Index("ix_thread_messages_message_id", "message_id"),
+        Index("ix_thread_messages_thread_id", "thread_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id"))
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    message_id: Mapped[str | None] = mapped_column(String(1000))

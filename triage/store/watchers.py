@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from triage.errors import TriageError
 from triage.store import Store
-from triage.store.models import Watcher
+from triage.store.models import Watcher, as_utc
 
 STATUS_FIELDS = (
     "state",
@@ -61,13 +61,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(when: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; they were written in UTC."""
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
 def _holder_alive(owner: str | None, heartbeat_at: datetime, lease_s: float) -> bool:
-    if owner is None or _now() - _aware(heartbeat_at) > timedelta(seconds=lease_s):
+    if owner is None or _now() - as_utc(heartbeat_at) > timedelta(seconds=lease_s):
         return False
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
@@ -114,7 +109,7 @@ def acquire(store: Store, account: str, mailbox: str, owner: str, lease_s: float
         ):
             raise MailboxTaken(
                 f"mailbox {mailbox!r} of {account} is already watched by {row.owner} "
-                f"(heartbeat {_aware(row.heartbeat_at):%H:%M:%S} UTC); use --wait to wait for it"
+                f"(heartbeat {as_utc(row.heartbeat_at):%H:%M:%S} UTC); use --wait to wait for it"
             )
         taken = session.execute(
             update(Watcher)
@@ -172,7 +167,7 @@ def statuses(store: Store) -> list[WatcherStatus]:
                 r.failures,
                 r.last_error,
                 r.started_at,
-                _aware(r.heartbeat_at),
+                as_utc(r.heartbeat_at),
             )
             for r in rows
         ]

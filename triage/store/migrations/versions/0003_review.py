@@ -11,6 +11,10 @@
   triggers keep it in step. Other dialects have no index and `triage log -q` falls back to LIKE.
   A later migration that rebuilds `messages` or `decisions` (batch mode copies and drops the
   table, and its triggers with it) must call `create_search_triggers()` again.
+- `daily_counts` and `daily_latencies` (kept by triggers on SQLite only): decisions counted per
+  UTC day, assistant, template, status and decision, and run latencies per day, assistant and
+  template (to within 2.5 %), so `triage stats` reads a few rows per day instead of
+  every decision. Elsewhere they stay empty and stats counts the decisions themselves.
 - `decisions_view` and `threads_view`: the log with readable columns, for `sqlite3 triage.db` or
   `datasette triage.db`.
 
@@ -145,6 +149,63 @@ _SEARCH_TRIGGERS = (
     """,
 )
 
+# Keys are never NULL (a unique key treats NULLs as distinct): '' stands for "none".
+_DAY_KEY = "date({row}.created_at), coalesce({row}.assistant_id, ''), coalesce({row}.template_hash, '')"
+_COUNT_KEY = _DAY_KEY + ", {row}.status, coalesce({row}.decision, '')"
+# Latencies to within 2.5 %, in steps of a 1-2-5 series (1 ms under 100 ms, 2 ms from 100, 5 ms
+# from 200, 10 ms from 500, 20 ms from 1 s ...): a few hundred buckets per day at most. The same
+# steps as triage.review.LATENCY_STEPS; a stats test checks that both give the same figures.
+_STEPS = (
+    (100, 1), (200, 2), (500, 5), (1000, 10), (2000, 20), (5000, 50), (10000, 100),
+    (20000, 200), (50000, 500), (100000, 1000), (200000, 2000), (500000, 5000),
+)  # fmt: skip
+_BUCKET = (
+    "CASE "
+    + " ".join(
+        f"WHEN {{row}}.latency_ms < {limit} THEN {{row}}.latency_ms / {step} * {step}"
+        for limit, step in _STEPS
+    )
+    + " ELSE {row}.latency_ms / 10000 * 10000 END"
+)
+
+
+def _tally(row: str, step: int) -> str:
+    """Statements adding `step` (1 or -1) for the decision `row` (new or old) to both rollups."""
+    count_key, day_key, bucket = (k.format(row=row) for k in (_COUNT_KEY, _DAY_KEY, _BUCKET))
+    return f"""
+        INSERT INTO daily_counts (day, assistant_id, template_hash, status, decision, n)
+        VALUES ({count_key}, {step})
+        ON CONFLICT (day, assistant_id, template_hash, status, decision) DO UPDATE SET n = n + {step};
+        INSERT INTO daily_latencies (day, assistant_id, template_hash, latency_ms, n)
+        SELECT {day_key}, {bucket}, {step} WHERE {row}.latency_ms IS NOT NULL
+        ON CONFLICT (day, assistant_id, template_hash, latency_ms) DO UPDATE SET n = n + {step};
+    """
+
+
+_ROLLUP_TRIGGERS = (
+    f"CREATE TRIGGER daily_insert AFTER INSERT ON decisions BEGIN {_tally('new', 1)} END",
+    f"CREATE TRIGGER daily_delete AFTER DELETE ON decisions BEGIN {_tally('old', -1)} END",
+    f"""
+    CREATE TRIGGER daily_update
+    AFTER UPDATE OF created_at, assistant_id, template_hash, status, decision, latency_ms ON decisions
+    WHEN old.created_at IS NOT new.created_at OR old.assistant_id IS NOT new.assistant_id
+         OR old.template_hash IS NOT new.template_hash OR old.status IS NOT new.status
+         OR old.decision IS NOT new.decision OR old.latency_ms IS NOT new.latency_ms
+    BEGIN {_tally("old", -1)} {_tally("new", 1)} END
+    """,
+)
+_ROLLUP_FILL = (
+    f"""
+    INSERT INTO daily_counts (day, assistant_id, template_hash, status, decision, n)
+    SELECT {_COUNT_KEY.format(row="decisions")}, count(*) FROM decisions GROUP BY 1, 2, 3, 4, 5
+    """,
+    f"""
+    INSERT INTO daily_latencies (day, assistant_id, template_hash, latency_ms, n)
+    SELECT {_DAY_KEY.format(row="decisions")}, {_BUCKET.format(row="decisions")}, count(*)
+    FROM decisions WHERE latency_ms IS NOT NULL GROUP BY 1, 2, 3, 4
+    """,
+)
+
 
 def upgrade() -> None:
     op.create_table(
@@ -158,6 +219,19 @@ def upgrade() -> None:
         sa.Column("created_at", _WHEN, nullable=False),
     )
     op.create_index("ix_corrections_decision_pk", "corrections", ["decision_pk"])
+    op.create_table(
+        "daily_counts",
+        *_day_key(),
+        sa.Column("status", sa.String(20), primary_key=True),
+        sa.Column("decision", sa.String(20), primary_key=True),
+        sa.Column("n", sa.Integer, nullable=False),
+    )
+    op.create_table(
+        "daily_latencies",
+        *_day_key(),
+        sa.Column("latency_ms", sa.Integer, primary_key=True),
+        sa.Column("n", sa.Integer, nullable=False),
+    )
     op.create_index("ix_decisions_created_at", "decisions", ["created_at"])
     op.create_index("ix_decisions_thread_id", "decisions", ["thread_id"])
     for column in (
@@ -173,8 +247,18 @@ def upgrade() -> None:
         op.add_column("messages", column)
     if op.get_bind().dialect.name == "sqlite":
         create_search_index()
+        for statement in (*_ROLLUP_TRIGGERS, *_ROLLUP_FILL):
+            op.execute(statement)
     op.execute(DECISIONS_VIEW)
     op.execute(THREADS_VIEW)
+
+
+def _day_key() -> tuple[sa.Column[str], ...]:
+    return (
+        sa.Column("day", sa.String(10), primary_key=True),
+        sa.Column("assistant_id", sa.String(200), primary_key=True),
+        sa.Column("template_hash", sa.String(64), primary_key=True),
+    )
 
 
 def create_search_index() -> None:

@@ -1,0 +1,147 @@
+"""Carry a recorded decision out: LangGraph threads and runs, then actions in the mailbox.
+
+Every step is safe to repeat. A new task's thread has a deterministic id and is created with
+`if_exists: do_nothing`; before starting a run on a thread, the thread's runs are searched for one
+carrying this message's key, so a crash between "run started" and "run recorded" never starts a
+second one. Mailbox actions (flags, labels, a move) are idempotent on the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from imapclient.exceptions import IMAPClientError
+
+from triage.config import ActionSettings, RoutingSettings
+from triage.runs import RunError, RunsClient
+from triage.sources import RawMessage
+from triage.sources.imap import ImapSource
+from triage.store import Outcome, Store
+from triage.store import routing as routing_log
+from triage.store.routing import RoutingJob
+from triage.threads import message_key, thread_id_for
+
+log = logging.getLogger("triage.routing")
+
+THREAD_DECISIONS = ("new-task", "existing-thread")
+
+
+def initial_status(settings: RoutingSettings, outcome: Outcome, *, mailbox_actions: bool) -> str | None:
+    """What a freshly recorded decision leaves to do: pending, dry-run (execution off) or nothing."""
+    kind = outcome.decision if outcome.status == "ok" else outcome.status
+    on_thread = outcome.status == "ok" and kind in THREAD_DECISIONS
+    actions = settings.actions.get(kind)  # type: ignore[call-overload]
+    has_actions = mailbox_actions and actions is not None and not actions.empty
+    if (settings.execute and on_thread) or has_actions:
+        return "pending"
+    return "dry-run" if on_thread else None
+
+
+def would_do(raw: RawMessage, outcome: Outcome) -> str:
+    """What execution would have done, for the log when it is off."""
+    if outcome.decision == "new-task":
+        return f"create thread {thread_id_for(raw)} and start a run on it"
+    return f"start a run on thread {outcome.thread_id}"
+
+
+def job_identity(job: RoutingJob) -> RawMessage:
+    return RawMessage(job.account, job.mailbox, job.uidvalidity, job.uid, b"")
+
+
+def job_thread_id(job: RoutingJob) -> str | None:
+    """The thread a decision routes to: a new one for a new task, the chosen one for a reply."""
+    if job.status != "ok":
+        return None
+    if job.decision == "new-task":
+        return thread_id_for(job_identity(job))
+    return job.thread_id if job.decision == "existing-thread" else None
+
+
+class Router:
+    """The LangGraph half of routing; the mailbox half runs where the IMAP connection lives."""
+
+    def __init__(self, settings: RoutingSettings, runs: RunsClient, store: Store) -> None:
+        self.settings = settings
+        self.runs = runs
+        self.store = store
+
+    def actions_for(self, job: RoutingJob) -> ActionSettings | None:
+        actions = self.settings.actions.get(job.decision)  # type: ignore[call-overload]
+        return None if actions is None or actions.empty else actions
+
+    async def carry_out(self, job: RoutingJob) -> bool:
+        """Threads and runs; True when mailbox actions remain for the caller to do."""
+        thread_id = job_thread_id(job)
+        if job.run_id is None and thread_id is not None and self.settings.execute:
+            try:
+                run_id = await self._start_run(job, thread_id)
+            except RunError as error:
+                log.warning("uid %d: routing failed (%s); will retry", job.uid, error)
+                routing_log.record(
+                    self.store, job.decision_pk, "error", thread_id=thread_id, error=str(error)
+                )
+                return False
+            log.info("uid %d: %s -> thread %s, run %s", job.uid, job.decision, thread_id, run_id)
+            remaining = self.actions_for(job) is not None
+            routing_log.record(
+                self.store,
+                job.decision_pk,
+                "pending" if remaining else "done",
+                thread_id=thread_id,
+                run_id=run_id,
+            )
+            return remaining
+        return self.actions_for(job) is not None
+
+    async def _start_run(self, job: RoutingJob, thread_id: str) -> str:
+        key = message_key(job_identity(job))
+        if job.decision == "new-task":
+            metadata = {
+                "account": job.account,
+                "mailbox": job.mailbox,
+                "message_id": job.message_id,
+                "subject": job.subject,
+                "from": job.sender,
+                "triage_message": key,
+            }
+            await self.runs.api(
+                "POST", "/threads", {"thread_id": thread_id, "metadata": metadata, "if_exists": "do_nothing"}
+            )
+        existing = await self.runs.api("GET", f"/threads/{thread_id}/runs?limit=1000")
+        for run in existing if isinstance(existing, list) else []:
+            if isinstance(run, dict) and (run.get("metadata") or {}).get("triage_message") == key:
+                return str(run["run_id"])
+        run = await self.runs.api("POST", f"/threads/{thread_id}/runs", self._run_body(job, key))
+        if not isinstance(run, dict) or "run_id" not in run:
+            raise RunError("bad-body", "the new run has no run_id")
+        return str(run["run_id"])
+
+    def _run_body(self, job: RoutingJob, key: str) -> dict[str, Any]:
+        text = f"From: {job.sender}\nSubject: {job.subject}\nMessage-ID: {job.message_id or ''}\n\n{job.body}"
+        return {
+            "assistant_id": self.settings.task_assistant_id,
+            "input": {"messages": [{"role": "user", "content": text}]},
+            "metadata": {
+                "triage_message": key,
+                "account": job.account,
+                "mailbox": job.mailbox,
+                "message_id": job.message_id,
+                "decision": job.decision,
+            },
+            "multitask_strategy": self.settings.multitask_strategy,
+        }
+
+
+def apply_mailbox_actions(store: Store, source: ImapSource, job: RoutingJob, actions: ActionSettings) -> None:
+    """Flags, labels and a move for one message (blocking: call it on the source's thread)."""
+    try:
+        done = source.apply_actions(job.uid, actions)
+    except (IMAPClientError, OSError) as exc:  # recorded and retried later; the message stays put
+        log.warning("uid %d: mailbox actions failed (%s); will retry", job.uid, exc)
+        routing_log.record(
+            store, job.decision_pk, "error", actions={"done": job.done_actions}, error=str(exc)
+        )
+        return
+    log.info("uid %d: %s", job.uid, "; ".join(done))
+    routing_log.record(store, job.decision_pk, "done", actions={"done": done})
