@@ -32,3 +32,14 @@ def test_opening_twice_is_a_no_op(tmp_path: Path) -> None:
     store = Store.open(url)
     assert store.status_counts() == {}
     store.close()
+
+
+def test_schema_head_names_the_newest_migration() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from triage.store import _MIGRATIONS, SCHEMA_HEAD
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD

@@ -118,14 +118,20 @@ class Pipeline:
         email = parse_email(raw.raw, self.settings.prompt.max_body_chars)
         if isinstance(email, Unparseable):
             return email
-        return self._render(raw, email)
+        return self.render(raw, email)
 
-    def _render(self, raw: RawMessage, email: Email) -> Prepared:
-        candidates = (
-            thread_registry.candidates(self.store, raw.account, email, self.settings.routing.max_candidates)
-            if self.store is not None
-            else []
-        )
+    def render(
+        self, raw: RawMessage, email: Email, candidates: list[ThreadCandidate] | None = None
+    ) -> Prepared:
+        """The prompt and request for an email; the thread registry's candidates unless given."""
+        if candidates is None:
+            candidates = (
+                thread_registry.candidates(
+                    self.store, raw.account, email, self.settings.routing.max_candidates
+                )
+                if self.store is not None
+                else []
+            )
         prompt = self.renderer.render(email, account=raw.account, mailbox=raw.mailbox, threads=candidates)
         identity = {**raw.identity, "message_id": email.message_id}
         request = build_request(self.settings.langgraph, prompt, identity)
@@ -141,7 +147,7 @@ class Pipeline:
         done = self._in_flight.start(raw, email)
         try:
             await self._in_flight.parents_done(raw, email)
-            return await self._triage_parsed(raw, self._render(raw, email))
+            return await self._triage_parsed(raw, self.render(raw, email))
         finally:
             done()
 
@@ -162,7 +168,7 @@ class Pipeline:
             return Triaged(raw, prepared.email.subject, None)
         outcome = decide_without_run(self.settings.routing, prepared.email, prepared.candidates)
         if outcome is None:
-            outcome = await self._run(prepared)
+            outcome = await self.run(prepared)
         status = initial_status(self.settings.routing, outcome, mailbox_actions=self.mailbox_actions)
         self.store.record(decision_pk, outcome, thread=_assignment(prepared, outcome), routing_status=status)
         routing = await self._route(raw, outcome, status)
@@ -194,7 +200,8 @@ class Pipeline:
         if actions is not None and isinstance(source, ImapSource):
             apply_mailbox_actions(self.store, source, job, actions)
 
-    async def _run(self, prepared: Prepared) -> Outcome:
+    async def run(self, prepared: Prepared) -> Outcome:
+        """Ask the assistant; a failed run is an error outcome, never an exception."""
         assert self.runs is not None
         try:
             result = await self.runs.wait(prepared.request)

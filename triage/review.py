@@ -54,6 +54,7 @@ from triage.store.models import (
     DecisionRecord,
     StoredMessage,
 )
+from triage.threads import ThreadCandidate
 
 LABELS = ("new-task", "existing-thread", "ignore", "needs-review")
 STATUSES = ("ok", "needs-review", "error", "unparseable", "pending")
@@ -791,15 +792,18 @@ async def _replay_one(
 ) -> Replayed:
     """Render, decide and parse through the pipeline's own stages; record it when asked to.
 
-    The thread candidates are those the registry offers now, which may differ from the ones
-    offered when the message was first triaged (threads started since then, last activity).
+    The threads offered are those recorded with the decision, so a prompt change is compared on
+    equal terms; a decision recorded before candidates were kept gets the registry's current ones.
     """
     email_ = stored_email(message)
     raw = RawMessage(message.account, message.mailbox, message.uidvalidity, message.uid, b"")
-    prepared = pipeline._render(raw, email_)
+    offered = (
+        None if record.candidates is None else [ThreadCandidate.from_record(c) for c in record.candidates]
+    )
+    prepared = pipeline.render(raw, email_, offered)
     outcome = decide_without_run(pipeline.settings.routing, email_, prepared.candidates)
     if outcome is None:
-        outcome = await pipeline._run(prepared)
+        outcome = await pipeline.run(prepared)
     replayed = Verdict.of(outcome.status, outcome.decision, outcome.thread_id)
     if keep and pipeline.store is not None and replayed.label in LABELS:
         _record_replayed(pipeline.store, record.id, pipeline.renderer.template_hash, prepared, outcome)

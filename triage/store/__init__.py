@@ -14,9 +14,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, Select, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, Select, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +27,8 @@ from triage.store.models import DecisionRecord, MailboxState, StoredMessage
 from triage.store.threads import ThreadAssignment
 
 FINAL_STATUSES = ("ok", "needs-review", "unparseable")
+# The newest migration in migrations/versions (a test keeps the two in step).
+SCHEMA_HEAD = "0004"
 # Outcome fields stored as they are on a decision row (attempts add up instead).
 _OUTCOME_FIELDS = (
     "status",
@@ -101,10 +101,8 @@ class Store:
         engine = _engine(url)
         try:
             with engine.begin() as connection:
-                config = Config()
-                config.set_main_option("script_location", str(_MIGRATIONS))
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                if _schema_version(connection) != SCHEMA_HEAD:
+                    _migrate(connection)
         except OperationalError as exc:
             raise TriageError(f"cannot open store {_safe_url(url)}: {exc.orig}") from None
         return cls(engine)
@@ -374,6 +372,23 @@ class Store:
             message.body_chars = email.body_chars
         session.flush()
         return message
+
+
+def _schema_version(connection: Connection) -> str | None:
+    """The store's migration revision, read without loading Alembic (most starts need none)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _migrate(connection: Connection) -> None:
+    from alembic import command  # imported only when the schema has to change: it is slow to load
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
 
 
 def _recorded_uids(account: str, mailbox: str, uidvalidity: int) -> Select[tuple[int]]:

@@ -15,8 +15,7 @@
   UTC day, assistant, template, status and decision, and run latencies per day, assistant and
   template (to within 2.5 %), so `triage stats` reads a few rows per day instead of
   every decision. Elsewhere they stay empty and stats counts the decisions themselves.
-- `decisions_view` and `threads_view`: the log with readable columns, for `sqlite3 triage.db` or
-  `datasette triage.db`.
+- (`decisions_view` and `threads_view` come with the thread registry, in 0004.)
 
 Revision ID: 0003
 Revises: 0002
@@ -32,74 +31,6 @@ depends_on = None
 
 _WHEN = sa.DateTime(timezone=True)
 _SEARCHED = "subject, sender, body, reason"
-
-DECISIONS_VIEW = """
-CREATE VIEW decisions_view AS
-SELECT d.id AS id,
-       d.created_at AS decided_at,
-       m.account AS account,
-       m.mailbox AS mailbox,
-       m.uid AS uid,
-       m.message_id AS message_id,
-       m.sent_at AS sent_at,
-       m.sender AS sender,
-       m.recipients AS recipients,
-       m.subject AS subject,
-       d.status AS status,
-       d.decision AS decision,
-       d.thread_id AS thread_id,
-       d.title AS title,
-       d.reason AS reason,
-       d.confidence AS confidence,
-       d.problem AS problem,
-       d.decided_by AS decided_by,
-       d.assistant_id AS assistant_id,
-       d.template_hash AS template_hash,
-       d.run_id AS run_id,
-       d.attempts AS attempts,
-       d.latency_ms AS latency_ms,
-       d.error_kind AS error_kind,
-       d.error_text AS error_text,
-       c.decision AS corrected_decision,
-       c.thread_id AS corrected_thread_id,
-       c.note AS correction_note,
-       c.author AS corrected_by,
-       c.created_at AS corrected_at,
-       COALESCE(c.decision, CASE WHEN d.status = 'ok' THEN d.decision ELSE d.status END)
-           AS effective_decision,
-       CASE WHEN c.id IS NULL THEN d.thread_id ELSE c.thread_id END AS effective_thread_id,
-       d.updated_at AS updated_at
-FROM decisions d
-JOIN messages m ON m.id = d.message_pk
-LEFT JOIN corrections c
-       ON c.id = (SELECT MAX(c2.id) FROM corrections c2 WHERE c2.decision_pk = d.id)
-"""
-
-# Threads are not a table yet: routing (which will start and continue LangGraph threads) is not
-# built, so a thread here is the set of decisions that name it, after corrections.
-THREADS_VIEW = """
-CREATE VIEW threads_view AS
-SELECT t.thread_id AS thread_id,
-       t.title AS title,
-       t.messages AS messages,
-       t.first_decided_at AS first_decided_at,
-       t.last_decided_at AS last_decided_at,
-       v.subject AS last_subject,
-       v.sender AS last_sender,
-       t.last_decision_id AS last_decision_id
-FROM (
-    SELECT effective_thread_id AS thread_id,
-           MAX(CASE WHEN effective_decision = 'new-task' THEN title END) AS title,
-           COUNT(*) AS messages,
-           MIN(decided_at) AS first_decided_at,
-           MAX(decided_at) AS last_decided_at,
-           MAX(id) AS last_decision_id
-    FROM decisions_view
-    WHERE effective_decision IN ('new-task', 'existing-thread') AND effective_thread_id IS NOT NULL
-    GROUP BY effective_thread_id
-) t
-JOIN decisions_view v ON v.id = t.last_decision_id
-"""
 
 _SEARCH_SOURCE = """
 CREATE VIEW decisions_search_source AS
@@ -249,8 +180,6 @@ def upgrade() -> None:
         create_search_index()
         for statement in (*_ROLLUP_TRIGGERS, *_ROLLUP_FILL):
             op.execute(statement)
-    op.execute(DECISIONS_VIEW)
-    op.execute(THREADS_VIEW)
 
 
 def _day_key() -> tuple[sa.Column[str], ...]:
