@@ -617,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, *, echo_prompt: bool) -> int:
     latency_s = 0.1
     print(
-        f"python {sys.version.split()[0]} on {os.cpu_count()} cores, load average {_load():.2f} "
+        f"python {sys.version.split()[0]} on {os.cpu_count()} cores, load average {_load_average():.2f} "
         f"(other work on the machine lowers every figure); workdir {workdir}",
         flush=True,
     )
@@ -726,13 +726,13 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
             else "FAILED in " + ", ".join(r.name for r in failed)
         )
     )
-    print(f"load average at the end: {_load():.2f}")
+    print(f"load average at the end: {_load_average():.2f}")
     if profile is not None:
         print_profile(profile)
     return 1 if failed else 0
 
 
-def _load() -> float:
+def _load_average() -> float:
     """The one-minute load average, to tell a busy machine from a slow program."""
     return os.getloadavg()[0]
 

@@ -8,7 +8,10 @@ request can be answered normally or with raw misbehaviour. Every request except
 ``429:<s>``, ``422``, ``hang`` (silent until closed), ``drip`` (200 headers, then a chunked
 ``b"\\n"`` every 0.5 s until closed), ``close`` (close without a response), ``garbage``
 (non-JSON body), ``graph-error`` (200 ``{"__error__": ...}``), ``no-ai`` (state ends with
-the human message), ``delay:<s>`` (``ok`` after ``<s>`` seconds).
+the human message), ``delay:<s>`` (``ok`` after ``<s>`` seconds), ``huge`` (200 declaring no
+length, then junk until closed), ``huge-declared`` (a 1 GB Content-Length, then junk until closed),
+``bad-utf8`` (a JSON state with invalid UTF-8 in it), ``deep-json:<n>`` (a state holding ``n``
+nested lists), ``redirect:<url>`` (307 to ``<url>``), ``html`` (200 ``text/html`` sign-in page).
 
     with FakeRunServer(["503-retry-after:0", "ok"]) as srv:
         httpx.post(f"{srv.url}/runs/wait", json=body)
@@ -33,6 +36,8 @@ _Reply = tuple[int, Body | bytes, dict[str, str]]
 DECISION = '{"decision": "new-task", "title": "T", "reason": "r", "confidence": 0.9}'
 BEHAVIOURS = frozenset({"ok", "ok-json", "500", "503-retry-after", "429", "422", "hang", "delay"})
 BEHAVIOURS |= {"drip", "close", "garbage", "graph-error", "no-ai"}
+BEHAVIOURS |= {"huge", "huge-declared", "bad-utf8", "deep-json", "redirect", "html"}
+JUNK = b"x" * 65536
 _Request = tuple[str, str, dict[str, str], bytes]
 
 
@@ -114,6 +119,7 @@ class FakeRunServer:
         self.url = ""
         self.requests: list[Body] = []  # parsed JSON bodies (``{}`` if not a JSON object)
         self.paths: list[str] = []  # paths of every request, ``GET /ok`` included
+        self.headers: list[dict[str, str]] = []  # request headers (lower-case names), ``/ok`` included
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -155,6 +161,7 @@ class FakeRunServer:
         keep = headers.get("connection", "").lower() != "close"
         with self._lock:
             self.paths.append(path)
+            self.headers.append(headers)
         if method == "GET" and path == "/ok":
             _send(sock, 200, {"ok": True}, {})
             return keep
@@ -182,6 +189,11 @@ class FakeRunServer:
                 sock.sendall(b"1\r\n\n\r\n")
                 if self._stop.wait(0.5):
                     break
+        elif kind in ("huge", "huge-declared"):
+            length = "content-length: 1073741824" if kind == "huge-declared" else "connection: close"
+            sock.sendall(f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{length}\r\n\r\n".encode())
+            while not self._stop.is_set():
+                sock.sendall(JUNK)  # until the client hangs up (OSError ends the handler)
         elif kind != "close":
             _send(sock, 500, {"detail": f"fake server: unknown behaviour {kind!r}"}, {})
         return False  # hang/drip/close/unknown: drop the connection
@@ -194,6 +206,8 @@ def _canned(kind: str, arg: str, body: Body) -> _Reply | None:
     ai = {"type": "ai", "content": content, "id": "a1", "tool_calls": []}
     loc = {"content-location": f"/threads/{uuid.uuid4()}/runs/{uuid.uuid4()}"}
     state = (200, {"messages": [human, ai]}, loc)
+    if kind == "deep-json":
+        return 200, _deep_state([human, ai], int(arg or 1)), {}
     replies: dict[str, _Reply] = {
         "ok": state,
         "ok-json": state,
@@ -201,6 +215,9 @@ def _canned(kind: str, arg: str, body: Body) -> _Reply | None:
         "no-ai": (200, {"messages": [human]}, {}),
         "graph-error": (200, {"__error__": {"error": "ValueError", "message": "boom"}}, {}),
         "garbage": (200, b"\x00\xffnot json<html>", {}),
+        "bad-utf8": (200, b'{"messages": [{"type": "ai", "content": "caf\xe9 \xff"}]}', {}),
+        "redirect": (307, b"", {"location": arg}),
+        "html": (200, _SIGN_IN, {"content-type": "text/html; charset=utf-8"}),
         "422": (422, {"detail": "Invalid assistant"}, {}),
         "500": (500, {"detail": "fake internal error"}, {}),
         "503-retry-after": (503, {"detail": "Service Unavailable"}, {"retry-after": arg}),
@@ -209,13 +226,17 @@ def _canned(kind: str, arg: str, body: Body) -> _Reply | None:
     return replies.get(kind)
 
 
+_SIGN_IN = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>...</form></body></html>"
+
+
+def _deep_state(messages: list[Body], depth: int) -> bytes:
+    """A valid final state carrying `depth` nested lists (written out: json.dumps would recurse)."""
+    return b'{"messages": %s, "extra": %s%s}' % (json.dumps(messages).encode(), b"[" * depth, b"]" * depth)
+
+
 def _send(sock: socket.socket, status: int, body: Body | bytes, extra: dict[str, str]) -> None:
-    """Write a complete response with Content-Length."""
+    """Write a complete response with Content-Length (``extra`` may replace the content-type)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    head = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        "content-type: application/json",
-        f"content-length: {len(data)}",
-    ]
-    head += [f"{k}: {v}" for k, v in extra.items()]
+    head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"content-length: {len(data)}"]
+    head += [f"{k}: {v}" for k, v in {"content-type": "application/json", **extra}.items()]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)

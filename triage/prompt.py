@@ -27,7 +27,11 @@ _BUNDLED_TEMPLATES = (
     _PACKAGE_DIR.parent / "prompts" / "triage.jinja",
 )
 
-_ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060\ufeff\u00ad]")
+# Invisible: zero-width and joiners, invisible operators, the soft hyphen, and Unicode "tag"
+# characters (U+E0000-E007F), which can spell out hidden ASCII instructions.
+_ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060-\u2064\ufeff\u00ad\u034f\u180e\U000e0000-\U000e007f]")
+# Line breaks other than \n that a reader (or a model) may take for one.
+_OTHER_LINE_BREAKS = re.compile("[\u2028\u2029\x85]")
 _BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 _BLOCK_TAG = re.compile(r"<(\s*/?\s*(?:email|threads?|instructions)\b)", re.I)
@@ -48,6 +52,7 @@ def default_template_path() -> Path:
 def neutralise(text: str) -> str:
     """Make untrusted text safe to place inside a delimited prompt block."""
     text = _ZERO_WIDTH.sub("", text)
+    text = _OTHER_LINE_BREAKS.sub("\n", text)
     text = _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = _BLOCK_TAG.sub(rf"{_DEFUSED_ANGLE}\1", text)
@@ -105,7 +110,11 @@ def email_view(email: Email) -> dict[str, Any]:
         "auto_submitted": _one_line(email.auto_submitted or ""),
         "precedence": _one_line(email.precedence or ""),
         "attachments": [
-            {"filename": _one_line(a.filename or ""), "content_type": a.content_type, "size": a.size}
+            {
+                "filename": _one_line(a.filename or ""),
+                "content_type": _one_line(a.content_type),
+                "size": a.size,
+            }
             for a in email.attachments
         ],
         "body": neutralise(email.body),

@@ -32,7 +32,7 @@ from triage.prompt import PromptRenderer
 from triage.runs import RunsClient
 from triage.sources import RawMessage
 from triage.sources.imap import ConnectFailed, ImapSource, LoginFailed
-from triage.store import Store
+from triage.store import Store, StoreFailed, store_failed
 from triage.store import watchers as leases
 from triage.store.routing import RoutingJob
 
@@ -56,27 +56,6 @@ class Target:
     @property
     def account(self) -> str:
         return self.imap.account_name
-
-
-class StoreFailed(TriageError):
-    """The decision log cannot be written (locked too long, disk full, read-only): stop, lose nothing."""
-
-
-def store_failed(exc: SQLAlchemyError) -> StoreFailed:
-    """One line a user can act on; nothing is lost, as unrecorded mail stays undecided."""
-    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
-    hints = {
-        "locked": "another program holds a lock on it",
-        "readonly": "the file or its folder is read-only",
-        "read-only": "the file or its folder is read-only",
-        "disk": "is the disk full?",
-        "full": "is the disk full?",
-    }
-    hint = next((text for word, text in hints.items() if word in reason.lower()), "")
-    return StoreFailed(
-        f"cannot write the decision log ({reason}{'; ' + hint if hint else ''}); stopping."
-        " Mail not yet recorded stays undecided and is triaged at the next start"
-    )
 
 
 def backoff_s(failures: int, base_s: float, cap_s: float) -> float:

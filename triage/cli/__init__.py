@@ -9,9 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from triage import __version__
 from triage.cli import backfill, review, threads, watch
 from triage.errors import TriageError
+from triage.store import store_failed
 
 COMMAND_GROUPS = (backfill, watch, threads, review)
 
@@ -20,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except OperationalError as exc:  # the store: locked past its timeout, disk full, read-only
+        print(f"triage: error: {store_failed(exc)}", file=sys.stderr)
+        return 1
     except TriageError as exc:
         print(f"triage: error: {exc}", file=sys.stderr)
         return exc.exit_code

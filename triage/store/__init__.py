@@ -28,7 +28,7 @@ from triage.store.threads import ThreadAssignment
 
 FINAL_STATUSES = ("ok", "needs-review", "unparseable")
 # The newest migration in migrations/versions (a test keeps the two in step).
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 # Outcome fields stored as they are on a decision row (attempts add up instead).
 _OUTCOME_FIELDS = (
     "status",
@@ -84,6 +84,27 @@ class Outcome:
     attempts: int = 0
     latency_ms: int | None = None
     decided_by: str = "run"  # run | rule:NAME | headers | parser
+
+
+class StoreFailed(TriageError):
+    """The decision log cannot be written (locked too long, disk full, read-only): stop, lose nothing."""
+
+
+def store_failed(exc: SQLAlchemyError) -> StoreFailed:
+    """One line a user can act on; nothing is lost, as unrecorded mail stays undecided."""
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    hints = {
+        "locked": "another program holds a lock on it",
+        "readonly": "the file or its folder is read-only",
+        "read-only": "the file or its folder is read-only",
+        "disk": "is the disk full?",
+        "full": "is the disk full?",
+    }
+    hint = next((text for word, text in hints.items() if word in reason.lower()), "")
+    return StoreFailed(
+        f"cannot write the decision log ({reason}{'; ' + hint if hint else ''}); stopping."
+        " Mail not yet recorded stays undecided and is triaged at the next start"
+    )
 
 
 def _now() -> datetime:

@@ -232,3 +232,13 @@ class ThreadMessage(Base):
     thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id"))
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
     message_id: Mapped[str | None] = mapped_column(String(1000))
+
+
+class ThreadParticipant(Base):
+    """An address on a thread's messages; the index behind "threads with the same people"."""
+
+    __tablename__ = "thread_participants"
+    __table_args__ = (Index("ix_thread_participants_address", "address"),)
+
+    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from triage.errors import TriageError
 from triage.message import Email
-from triage.store.models import Thread, ThreadMessage, as_utc
+from triage.store.models import Thread, ThreadMessage, ThreadParticipant, as_utc
 from triage.threads import ThreadCandidate, participants, subject_key
 
 if TYPE_CHECKING:
@@ -39,27 +39,31 @@ def assign(
 ) -> None:
     """Record the assignment inside the caller's transaction (with the decision itself)."""
     now = _now()
-    if assignment.title is not None and session.get(Thread, assignment.thread_id) is None:
-        session.add(
-            Thread(
-                id=assignment.thread_id,
-                account=account,
-                mailbox=mailbox,
-                title=assignment.title,
-                subject_key=subject_key(email.subject),
-                participants=participants(email),
-                started_by=message_pk,
-                status="open",
-                created_at=now,
-                last_activity_at=now,
-            )
+    people = participants(email)
+    thread = session.get(Thread, assignment.thread_id)
+    created = thread is None and assignment.title is not None
+    if created:
+        thread = Thread(
+            id=assignment.thread_id,
+            account=account,
+            mailbox=mailbox,
+            title=assignment.title,
+            subject_key=subject_key(email.subject),
+            participants=people,
+            started_by=message_pk,
+            status="open",
+            created_at=now,
+            last_activity_at=now,
         )
+        session.add(thread)
         session.flush()
-    else:
-        thread = session.get(Thread, assignment.thread_id)
-        if thread is not None:
-            thread.last_activity_at = now
-            thread.participants = sorted(set(thread.participants) | set(participants(email)))
+    elif thread is not None:  # a reply joins it, or a retried new task finds the one it started
+        thread.last_activity_at = now
+        thread.participants = sorted(set(thread.participants) | set(people))
+    if thread is not None:
+        listed = ThreadParticipant.address.in_(people) & (ThreadParticipant.thread_id == thread.id)
+        known = set() if created else set(session.scalars(select(ThreadParticipant.address).where(listed)))
+        session.add_all(ThreadParticipant(thread_id=thread.id, address=a) for a in people if a not in known)
     existing = session.scalar(select(ThreadMessage).where(ThreadMessage.message_pk == message_pk))
     if existing is None:
         session.add(
@@ -84,13 +88,16 @@ def candidates(store: Store, account: str, email: Email, limit: int) -> list[Thr
     """Open threads this email may belong to, best first.
 
     Proved by headers (In-Reply-To / References naming a message in a thread), then the same
-    normalised subject or a shared participant, then the most recently active.
+    normalised subject or a thread its sender took part in, then the most recently active. Each
+    tier is one indexed query of at most `limit` rows, however large the registry grows.
     """
     if limit <= 0:
         return []
     ids = [i for i in [email.in_reply_to, *reversed(email.references)] if i]
     key = subject_key(email.subject)
-    people = set(participants(email))
+    senders = sorted({a.email.lower() for a in [*email.from_, *email.reply_to] if a.email})
+    open_threads = select(Thread).where(Thread.account == account, Thread.status == "open")
+    newest_first = Thread.last_activity_at.desc()
     with store.sessions() as session:
         proved: list[str] = []
         if ids:
@@ -101,27 +108,18 @@ def candidates(store: Store, account: str, email: Email, limit: int) -> list[Thr
             ).all()
             by_message = {message_id: thread_id for message_id, thread_id in rows}
             proved = list(dict.fromkeys(by_message[i] for i in ids if i in by_message))
-        open_threads = select(Thread).where(Thread.account == account, Thread.status == "open")
-        found: dict[str, Thread] = {
-            t.id: t for t in session.scalars(open_threads.where(Thread.id.in_(proved)))
-        }
-        if key:
-            found.update(
-                {t.id: t for t in session.scalars(open_threads.where(Thread.subject_key == key).limit(limit))}
-            )
-        recent = session.scalars(open_threads.order_by(Thread.last_activity_at.desc()).limit(_RECENT_WINDOW))
-        found.update({t.id: t for t in recent if t.id not in found})
-
-    def rank(thread: Thread) -> tuple[int, float]:
-        if thread.id in proved:
-            tier = 0
-        elif (key and thread.subject_key == key) or people & set(thread.participants):
-            tier = 1
-        else:
-            tier = 2
-        return tier, -as_utc(thread.last_activity_at).timestamp()
-
-    best = sorted(found.values(), key=rank)[:limit]
+        by_proof = list(session.scalars(open_threads.where(Thread.id.in_(proved)))) if proved else []
+        shared_people = Thread.id.in_(
+            select(ThreadParticipant.thread_id).where(ThreadParticipant.address.in_(senders))
+        )
+        alike = or_(Thread.subject_key == key, shared_people) if key else shared_people
+        related = list(session.scalars(open_threads.where(alike).order_by(newest_first).limit(limit)))
+        recent = list(session.scalars(open_threads.order_by(newest_first).limit(limit)))
+    ranked: dict[str, Thread] = {}
+    for tier in (sorted(by_proof, key=lambda t: proved.index(t.id)), related, recent):
+        for thread in tier:
+            ranked.setdefault(thread.id, thread)
+    best = list(ranked.values())[:limit]
     return [ThreadCandidate(t.id, t.title, as_utc(t.last_activity_at), t.id in proved) for t in best]
 
 
