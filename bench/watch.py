@@ -134,7 +134,7 @@ def idle_cost(folder: Path, dovecot: DovecotServer, url: str, window_s: float) -
     boxes = [f"Box{n}" for n in range(10)]
     for box in boxes:
         dovecot.create_mailbox(box)
-    write_config(folder, dovecot, url, mailboxes=boxes)
+    write_config(folder, dovecot, url, mailboxes=boxes, watch={"heartbeat_s": 5})  # the default
     db = folder / "triage.db"
     with WatchProcess(folder) as daemon:
         wait_until(lambda: watchers_in_state(db, "idle") == 10, 60, "ten idle watchers")
