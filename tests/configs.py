@@ -16,6 +16,7 @@ def write_config(
     langgraph: dict[str, object] | None = None,
     watch: dict[str, object] | None = None,
     routing: dict[str, object] | None = None,
+    store: dict[str, object] | None = None,
     accounts: dict[str, DovecotServer] | None = None,
     **imap: object,
 ) -> Path:
@@ -31,7 +32,7 @@ def write_config(
             **imap,
         },
         "langgraph": {"url": url, "max_concurrency": 32, **(langgraph or {})},
-        "store": {"url": f"sqlite:///{directory / 'triage.db'}"},
+        "store": {"url": f"sqlite:///{directory / 'triage.db'}", **(store or {})},
         "watch": {"heartbeat_s": 0.2, **(watch or {})},
         "routing": routing or {},
     }

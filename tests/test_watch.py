@@ -343,3 +343,21 @@ def test_the_daemon_routes_and_moves_what_it_triages(setup: tuple[Path, DovecotS
         "JOIN decisions d ON d.message_pk = m.id ORDER BY m.uid",
     )
     assert routed == [(1, "new-task", 1), (2, "new-task", 1), (3, "ignore", 0)]
+
+
+def test_the_daemon_applies_the_retention(setup: tuple[Path, DovecotServer, str]) -> None:
+    folder, dovecot, url = setup
+    db = folder / "triage.db"
+    dovecot.append(_plain(3))
+    assert run_triage("backfill", cwd=folder).returncode == 0
+    connection = sqlite3.connect(db)
+    with connection:
+        connection.execute("UPDATE decisions SET created_at = datetime('now', '-10 days') WHERE id IN (1, 2)")
+    connection.close()
+    write_config(folder, dovecot, url, watch=WATCH_FAST, store={"keep_bodies_days": 5})
+    bodies = "SELECT m.uid FROM messages m WHERE m.body_excerpt IS NOT NULL ORDER BY m.uid"
+    with WatchProcess(folder) as daemon:
+        wait_until(lambda: rows(db, bodies) == [(3,)], 30, "old bodies to be forgotten")
+        assert "retention: forgot the bodies of 2 messages older than 5 days" in daemon.log
+        assert daemon.stop() == 0
+    assert final_count(db) == 3

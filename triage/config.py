@@ -89,6 +89,7 @@ class PromptSettings(Section):
 
 class StoreSettings(Section):
     url: str = "sqlite:///triage.db"
+    keep_bodies_days: int | None = Field(default=None, ge=1)
 
 
 class WatchSettings(Section):

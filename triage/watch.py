@@ -19,12 +19,13 @@ import threading
 import time
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy.exc import SQLAlchemyError
 
+from triage import review
 from triage.config import ImapSettings, Settings
 from triage.errors import TriageError
 from triage.pipeline import Pipeline, Triaged
@@ -43,6 +44,7 @@ LINK_ERRORS = (ConnectFailed, IMAPClientError, OSError)
 _RECONNECT_BASE_S = 1.0
 _RETRY_BASE_S = 5.0
 _LEASE_WAIT_S = 1.0
+_PURGE_EVERY_S = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -399,8 +401,12 @@ class Daemon:
                     await asyncio.sleep(_LEASE_WAIT_S)
 
     async def _until_stopped(self, store: Store, watchers: list[MailboxWatcher]) -> None:
-        """Write heartbeats until a stop is requested (or a watcher failed for good)."""
+        """Write heartbeats (and apply the retention) until a stop is requested or a watcher failed."""
+        next_purge = time.monotonic()
         while not self.stop.is_set():
+            if self.settings.store.keep_bodies_days and time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + _PURGE_EVERY_S
+                await self._purge(store, self.settings.store.keep_bodies_days)
             for watcher in watchers:
                 try:
                     alive = leases.heartbeat(
@@ -416,6 +422,18 @@ class Daemon:
                     )
                     self.stop.set()
             await asyncio.to_thread(self.stop.wait, self.settings.watch.heartbeat_s)
+
+    async def _purge(self, store: Store, days: int) -> None:
+        """Forget old bodies and prompts (store.keep_bodies_days); decisions stay."""
+        before = datetime.now(UTC) - timedelta(days=days)
+        try:
+            purged = await asyncio.to_thread(review.purge, store, before, keep_decisions=True)
+        except SQLAlchemyError as exc:
+            self._store_fatal = self._store_fatal or store_failed(exc)
+            self.stop.set()
+            return
+        if purged.bodies:
+            log.info("retention: forgot the bodies of %d messages older than %d days", purged.bodies, days)
 
     async def _drain(self) -> None:
         """Let in-flight runs finish within the grace period; cancel the rest (they stay pending)."""

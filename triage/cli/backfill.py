@@ -101,7 +101,9 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
     store = Store.open(settings.store.url)
     progress = Progress("backfill")
     try:
-        async with RunsClient(settings.langgraph) as runs:
+        # The connection pool follows --concurrency, or runs would queue for connections.
+        pooled = settings.langgraph.model_copy(update={"max_concurrency": plan.concurrency})
+        async with RunsClient(pooled) as runs:
             await runs.check_reachable()
             pipeline = Pipeline(
                 settings, renderer, runs, store, mailbox_actions=isinstance(source, ImapSource)
