@@ -6,8 +6,7 @@
 
 Every figure is compared with something measured in the same run, so the machine's speed cancels out:
 
-a. latency 100 ms, concurrency 32: throughput against the ideal concurrency / latency (target >= 0.90);
-   a2 is the same run with `TRIAGE_LANGGRAPH__MAX_CONCURRENCY` raised to the concurrency (diagnostic).
+a. latency 100 ms, concurrency 32: throughput against the ideal concurrency / latency (target >= 0.90).
 b. latency 0, concurrency 32: end-to-end throughput (target >= 500 msg/s), beside
 c. latency 0, concurrency 1: the one-message-at-a-time loop; b/c is the speed-up of concurrency.
 d. latency 0, concurrency 32, 10,000 messages: peak RSS of the triage process (target < 150 MB),
@@ -428,14 +427,11 @@ def backfill(
     concurrency: int,
     workdir: Path,
     *,
-    extra_env: dict[str, str] | None = None,
     profile: Path | None = None,
 ) -> Backfill:
     """Run one scenario with a fresh database and check what it recorded."""
     db = workdir / f"{name}.db"
-    env = clean_env(
-        TRIAGE_LANGGRAPH__URL=server.url, TRIAGE_STORE__URL=f"sqlite:///{db}", **(extra_env or {})
-    )
+    env = clean_env(TRIAGE_LANGGRAPH__URL=server.url, TRIAGE_STORE__URL=f"sqlite:///{db}")
     runs_before = server.stats()["runs"]
     python = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
     argv = [*python, "-m", "triage", "backfill", "--source", str(box.path), "--quiet"]
@@ -655,11 +651,8 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
     with stub_server(latency_s, echo_prompt=echo_prompt) as server:
         results["a"] = backfill("a", box, server, latency_s, concurrency, workdir)
         describe(results["a"])
-        pool = {"TRIAGE_LANGGRAPH__MAX_CONCURRENCY": str(concurrency)}
-        results["a2"] = backfill("a2", box, server, latency_s, concurrency, workdir, extra_env=pool)
-        describe(results["a2"])
 
-    a, a2, b, c, d = (results[k] for k in ("a", "a2", "b", "c", "d"))
+    a, b, c, d = (results[k] for k in ("a", "b", "c", "d"))
     # Messages that are not mail need no run, so the ideal rate counts them as free.
     ideal = concurrency / latency_s * box.messages / box.mail
     capacity_row = Row(
@@ -683,9 +676,6 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
             f"{a.rate / ideal:.3f}",
             ">= 0.90",
             _yes(a.rate / ideal >= 0.90),
-        ),
-        _row(
-            f"a2 same, pool={concurrency} (diag.)", a2, f"ideal {ideal:.1f} msg/s", f"{a2.rate / ideal:.3f}"
         ),
         _row(
             f"b  latency 0, c={concurrency}",
