@@ -6,6 +6,7 @@ import email
 import email.parser
 import email.policy
 import email.utils
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ MAX_HTML_CHARS = 300_000
 MAX_PARTS = 1_000
 # Set by sources that fetched only part of a large message (see triage.sources.imap).
 PARTIAL_HEADER = "X-Triage-Partial"
+# Parsed header values up to this length are kept for reuse (see _BoundedPolicy.header_fetch_parse).
+_CACHED_HEADER_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +103,23 @@ class _BoundedPolicy(email.policy.EmailPolicy):
                 self.truncated.append(name)
         return name, value
 
+    def header_fetch_parse(self, name: str, value: str) -> object:
+        """Parsed headers are immutable: each distinct (name, value) is parsed once, not per read."""
+        if hasattr(value, "name"):
+            return value
+        if len(value) > _CACHED_HEADER_CHARS:  # long values are rarely repeated, and costly to keep
+            return super().header_fetch_parse(name, value)
+        return _parsed_header(name, value)
+
 
 _POLICY = _BoundedPolicy()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_header(name: str, value: str) -> object:
+    # The stdlib re-parses a header on every read, and MIME headers are read many times per part;
+    # Content-Type values repeat across messages too.
+    return email.policy.EmailPolicy.header_fetch_parse(_POLICY, name, value)
 
 
 def _parse_tree(raw: bytes, warnings: list[str]) -> Message:

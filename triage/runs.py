@@ -9,10 +9,12 @@ deadline instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -82,37 +84,59 @@ def build_request(
 
 
 class RunsClient:
-    """One pooled HTTP client per process; retries with exponential backoff and jitter."""
+    """Connections to one LangGraph server; retries with exponential backoff and jitter.
+
+    Each connection is its own single-connection httpx client, lent to one request at a time: an
+    httpx pool of many connections costs several times more CPU per request than one of a single
+    connection (against bench/backfill.py's stub server, 420 against 1,540 requests/s at 32 in flight).
+    """
 
     def __init__(self, settings: LangGraphSettings, *, backoff_base_s: float = 0.5) -> None:
         check_transport(settings)
         self.settings = settings
         self.backoff_base_s = backoff_base_s
-        headers = {"accept": "application/json"}
+        self._headers = {"accept": "application/json"}
         if settings.api_key is not None:
-            headers["x-api-key"] = settings.api_key.get_secret_value()
-        connect_s = min(settings.timeout_s, 10.0)
-        self._http = httpx.AsyncClient(
-            base_url=settings.url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(settings.timeout_s, connect=connect_s),
-            limits=httpx.Limits(
-                max_connections=settings.max_concurrency,
-                max_keepalive_connections=settings.max_concurrency,
-            ),
-            follow_redirects=False,
-        )
+            self._headers["x-api-key"] = settings.api_key.get_secret_value()
+        self._tls = httpx.create_ssl_context()  # shared: loading the CA bundle is slow
+        self._idle: list[httpx.AsyncClient] = []
+        self._opened: list[httpx.AsyncClient] = []
+        self._free = asyncio.Semaphore(settings.max_concurrency)
 
     async def __aenter__(self) -> RunsClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._http.aclose()
+        for client in self._opened:
+            await client.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A client of one connection, opened when none is idle; at most max_concurrency of them."""
+        async with self._free:
+            client = self._idle.pop() if self._idle else self._open()
+            try:
+                yield client
+            finally:
+                self._idle.append(client)
+
+    def _open(self) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            base_url=self.settings.url.rstrip("/"),
+            headers=self._headers,
+            timeout=httpx.Timeout(self.settings.timeout_s, connect=min(self.settings.timeout_s, 10.0)),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            follow_redirects=False,
+            verify=self._tls,
+        )
+        self._opened.append(client)
+        return client
 
     async def check_reachable(self) -> None:
         """Fail fast, in one line, when the run server cannot be reached at all."""
         try:
-            await self._http.get("/ok", timeout=min(self.settings.timeout_s, 10.0))
+            async with self._connection() as client:
+                await client.get("/ok", timeout=min(self.settings.timeout_s, 10.0))
         except httpx.TransportError as exc:
             raise TriageError(
                 f"cannot reach the LangGraph server at {self.settings.url}: {_short(exc)}"
@@ -172,7 +196,7 @@ class RunsClient:
             raise RunError("connect", _short(exc)) from None
 
     async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[Any, httpx.Headers]:
-        async with self._http.stream(method, path, json=body) as response:
+        async with self._connection() as client, client.stream(method, path, json=body) as response:
             content = await _read_bounded(response)
         if not 200 <= response.status_code < 300:
             raise RunError(

@@ -14,7 +14,20 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, create_engine, event, func, inspect, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +66,25 @@ _CARRIED_FIELDS = (
     *("routing_status", "routing_thread_id", "routing_run_id", "routing_actions", "routing_error"),
 )
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_MESSAGES = StoredMessage.__table__
+_DECISIONS = DecisionRecord.__table__
+# The statements every message runs, built once: building one costs more than executing it.
+# Columns come from each call's parameters; the bound names below are not column names.
+_INSERT_MESSAGE = insert(_MESSAGES)
+_UPDATE_MESSAGE = update(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_pk"))
+_INSERT_DECISION = insert(_DECISIONS)
+_UPDATE_DECISION = update(_DECISIONS).where(_DECISIONS.c.id == bindparam("decision_pk"))
+_RECORD_OUTCOME = _UPDATE_DECISION.values(attempts=_DECISIONS.c.attempts + bindparam("added_attempts"))
+_MESSAGE_AND_DECISION = (
+    select(_MESSAGES.c.id, _DECISIONS.c.id, _DECISIONS.c.status)
+    .outerjoin(_DECISIONS, _DECISIONS.c.message_pk == _MESSAGES.c.id)
+    .where(*(_MESSAGES.c[name] == bindparam(name) for name in ("account", "mailbox", "uidvalidity", "uid")))
+)
+_MESSAGE_OF_DECISION = (
+    select(_MESSAGES.c.id, _MESSAGES.c.account, _MESSAGES.c.mailbox)
+    .join(_DECISIONS, _DECISIONS.c.message_pk == _MESSAGES.c.id)
+    .where(_DECISIONS.c.id == bindparam("decision_pk"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +147,8 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
+        # (account, mailbox, uidvalidity) -> whether messages of another UIDVALIDITY exist.
+        self._other_generations: dict[tuple[str, str, int], bool] = {}
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -201,22 +235,34 @@ class Store:
             return set(session.scalars(query))
 
     def claim(self, raw: RawMessage, email: Email, claim: Claim) -> int | None:
-        """Mark the message in progress; None if its outcome is already final (skip it)."""
-        with self._session.begin() as session:
-            message = self._message(session, raw, email)
-            record = session.scalar(select(DecisionRecord).where(DecisionRecord.message_pk == message.id))
-            if record is None:
-                record = DecisionRecord(message_pk=message.id, attempts=0, created_at=_now())
-                session.add(record)
-            elif record.status in FINAL_STATUSES:
+        """Mark the message in progress; None if its outcome is already final (skip it).
+
+        The per-message writes use SQLAlchemy Core, not the ORM: they run for every message of a
+        backfill, and the ORM's unit of work cost more than the run itself against a fast server.
+        """
+        values = {
+            "status": "pending",
+            "decided_by": "run",
+            "prompt": claim.prompt,
+            "template_hash": claim.template_hash,
+            "assistant_id": claim.assistant_id,
+            "request_metadata": claim.request_metadata,
+            "candidates": claim.candidates,
+            "updated_at": _now(),
+        }
+        with self.engine.begin() as connection:
+            message_pk, decision_pk, status = _message_and_decision(connection, raw)
+            message_pk = _write_message(connection, raw, email, message_pk)
+            if decision_pk is None:
+                inserted = connection.execute(
+                    _INSERT_DECISION,
+                    {"message_pk": message_pk, "attempts": 0, "created_at": _now(), **values},
+                )
+                return int(inserted.inserted_primary_key[0])
+            if status in FINAL_STATUSES:
                 return None
-            record.status, record.decided_by = "pending", "run"
-            record.prompt, record.template_hash = claim.prompt, claim.template_hash
-            record.assistant_id, record.request_metadata = claim.assistant_id, claim.request_metadata
-            record.candidates = claim.candidates
-            record.updated_at = _now()
-            session.flush()
-            return record.id
+            connection.execute(_UPDATE_DECISION, {"decision_pk": decision_pk, **values})
+            return decision_pk
 
     def carry_over(self, raw: RawMessage, email: Email) -> Outcome | None:
         """The same mail already decided under an earlier UIDVALIDITY keeps that decision.
@@ -224,49 +270,62 @@ class Store:
         A folder deleted and recreated, or a server migration, gives every message a new identity;
         it is recognised by Message-ID plus date and size, and recorded again without a run.
         """
-        if email.message_id is None:
+        if email.message_id is None or not self._has_other_generations(raw):
             return None
-        same_date = (
-            StoredMessage.sent_at.is_(None) if email.date is None else StoredMessage.sent_at == email.date
-        )
+        same_date = _MESSAGES.c.sent_at.is_(None) if email.date is None else _MESSAGES.c.sent_at == email.date
         twin_query = (
-            select(DecisionRecord)
-            .join(StoredMessage, DecisionRecord.message_pk == StoredMessage.id)
+            select(_DECISIONS)
+            .join(_MESSAGES, _DECISIONS.c.message_pk == _MESSAGES.c.id)
             .where(
-                StoredMessage.account == raw.account,
-                StoredMessage.mailbox == raw.mailbox,
-                StoredMessage.uidvalidity != raw.uidvalidity,
-                StoredMessage.message_id == email.message_id,
-                StoredMessage.size == len(raw.raw),
+                _MESSAGES.c.account == raw.account,
+                _MESSAGES.c.mailbox == raw.mailbox,
+                _MESSAGES.c.uidvalidity != raw.uidvalidity,
+                _MESSAGES.c.message_id == email.message_id,
+                _MESSAGES.c.size == len(raw.raw),
                 same_date,
-                DecisionRecord.status.in_(FINAL_STATUSES),
+                _DECISIONS.c.status.in_(FINAL_STATUSES),
             )
-            .order_by(DecisionRecord.id.desc())
+            .order_by(_DECISIONS.c.id.desc())
             .limit(1)
         )
-        with self._session.begin() as session:
-            if _message_row(session, raw) is not None:
+        with self.engine.begin() as connection:
+            if _message_and_decision(connection, raw)[0] is not None:
                 return None
-            twin = session.scalar(twin_query)
+            twin = connection.execute(twin_query).mappings().first()
             if twin is None:
                 return None
-            message = self._message(session, raw, email)
-            copied = {name: getattr(twin, name) for name in _CARRIED_FIELDS}
+            message_pk = _write_message(connection, raw, email, None)
+            copied = {name: twin[name] for name in _CARRIED_FIELDS}
             now = _now()
-            carried_by = f"carried-over:{twin.id}"
-            session.add(
-                DecisionRecord(
-                    message_pk=message.id,
-                    decided_by=carried_by,
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
+            carried_by = f"carried-over:{twin['id']}"
+            connection.execute(
+                _INSERT_DECISION,
+                {
+                    "message_pk": message_pk,
+                    "decided_by": carried_by,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
                     **copied,
-                )
+                },
             )
-            threads.carry_membership(session, twin.message_pk, message.id)
+            threads.carry_membership(connection, twin["message_pk"], message_pk)
             outcome_fields = {name: copied[name] for name in _OUTCOME_FIELDS if name != "decided_by"}
             return Outcome(**outcome_fields, decided_by=carried_by)
+
+    def _has_other_generations(self, raw: RawMessage) -> bool:
+        """Whether the mailbox has messages under another UIDVALIDITY (almost never: asked once)."""
+        key = (raw.account, raw.mailbox, raw.uidvalidity)
+        if key not in self._other_generations:
+            query = select(_MESSAGES.c.id).where(
+                _MESSAGES.c.account == raw.account,
+                _MESSAGES.c.mailbox == raw.mailbox,
+                _MESSAGES.c.uidvalidity != raw.uidvalidity,
+            )
+            with self.engine.connect() as connection:
+                found = connection.execute(query.limit(1)).first() is not None
+            self._other_generations[key] = found
+        return self._other_generations[key]
 
     def record(
         self,
@@ -280,36 +339,44 @@ class Store:
 
         Attempts add up across passes. `routing_status` (pending, dry-run) says what is left to do.
         """
-        with self._session.begin() as session:
-            record = session.get_one(DecisionRecord, decision_pk)
-            for name in _OUTCOME_FIELDS:
-                setattr(record, name, getattr(outcome, name))
-            record.attempts += outcome.attempts
-            record.updated_at = _now()
-            record.routing_status = routing_status
+        values = {name: getattr(outcome, name) for name in _OUTCOME_FIELDS}
+        with self.engine.begin() as connection:
+            connection.execute(
+                _RECORD_OUTCOME,
+                {
+                    **values,
+                    "decision_pk": decision_pk,
+                    "added_attempts": outcome.attempts,
+                    "updated_at": _now(),
+                    "routing_status": routing_status,
+                },
+            )
             if thread is not None:
-                message = session.get_one(StoredMessage, record.message_pk)
+                message_pk, account, mailbox = connection.execute(
+                    _MESSAGE_OF_DECISION, {"decision_pk": decision_pk}
+                ).one()
                 email, assignment = thread
-                threads.assign(session, message.id, message.account, message.mailbox, email, assignment)
+                threads.assign(connection, message_pk, account, mailbox, email, assignment)
 
     def record_unparseable(self, raw: RawMessage, reason: str) -> bool:
         """Record bytes that are not mail at all; False if already recorded."""
+        now = _now()
         try:
-            with self._session.begin() as session:
-                message = self._message(session, raw, None)
-                if session.scalar(select(DecisionRecord.id).where(DecisionRecord.message_pk == message.id)):
+            with self.engine.begin() as connection:
+                message_pk, decision_pk, _ = _message_and_decision(connection, raw)
+                if decision_pk is not None:
                     return False
-                now = _now()
-                session.add(
-                    DecisionRecord(
-                        message_pk=message.id,
-                        status="unparseable",
-                        problem=reason,
-                        decided_by="parser",
-                        attempts=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
+                connection.execute(
+                    _INSERT_DECISION,
+                    {
+                        "message_pk": _write_message(connection, raw, None, message_pk),
+                        "status": "unparseable",
+                        "problem": reason,
+                        "decided_by": "parser",
+                        "attempts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    },
                 )
         except IntegrityError:
             return False
@@ -320,19 +387,7 @@ class Store:
 
         Returns the UIDs per mailbox; the next pass (or the daemon) runs them again.
         """
-        query = (
-            select(DecisionRecord, StoredMessage.mailbox, StoredMessage.uid)
-            .join(StoredMessage, DecisionRecord.message_pk == StoredMessage.id)
-            .join(
-                MailboxState,
-                (MailboxState.account == StoredMessage.account)
-                & (MailboxState.name == StoredMessage.mailbox)
-                & (MailboxState.uidvalidity == StoredMessage.uidvalidity),
-            )
-            .where(StoredMessage.account == account, DecisionRecord.status == status)
-        )
-        if since is not None:
-            query = query.where(DecisionRecord.updated_at >= datetime.combine(since, time.min, UTC))
+        query = _reopen_query(account, status, since)
         chosen: dict[str, set[int]] = {}
         with self._session.begin() as session:
             for record, mailbox, uid in session.execute(query).tuples():
@@ -357,43 +412,6 @@ class Store:
         with self._session() as session:
             yield from session.execute(query.execution_options(yield_per=500)).tuples()
 
-    def _message(self, session: Session, raw: RawMessage, email: Email | None) -> StoredMessage:
-        message = _message_row(session, raw)
-        if message is None:
-            message = StoredMessage(
-                account=raw.account,
-                mailbox=raw.mailbox,
-                uidvalidity=raw.uidvalidity,
-                uid=raw.uid,
-                size=len(raw.raw),
-                first_seen_at=_now(),
-            )
-            session.add(message)
-        if email is not None:
-            message.message_id = email.message_id
-            message.subject = email.subject
-            message.sender = email.sender
-            message.recipients = ", ".join(str(a) for a in [*email.to, *email.cc])
-            message.sent_at = email.date
-            message.in_reply_to = email.in_reply_to
-            message.references = email.references
-            message.list_id = email.list_id
-            message.auto_submitted = email.auto_submitted
-            message.precedence = email.precedence
-            message.body_excerpt = email.body
-            message.parse_warnings = email.warnings
-            # The rest of what a template reads, so a replay can render this message again.
-            message.from_addresses = [[a.name, a.email] for a in email.from_]
-            message.to_addresses = [[a.name, a.email] for a in email.to]
-            message.cc_addresses = [[a.name, a.email] for a in email.cc]
-            message.reply_to_addresses = [[a.name, a.email] for a in email.reply_to]
-            message.sent_at_text = email.date.isoformat() if email.date else None
-            message.list_unsubscribe = email.list_unsubscribe
-            message.attachments = [asdict(a) for a in email.attachments]
-            message.body_chars = email.body_chars
-        session.flush()
-        return message
-
 
 def _schema_version(connection: Connection) -> str | None:
     """The store's migration revision, read without loading Alembic (most starts need none)."""
@@ -412,6 +430,24 @@ def _migrate(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+def _reopen_query(account: str, status: str, since: date | None) -> Select[tuple[DecisionRecord, str, int]]:
+    """Decisions of one status (recorded since a day) in the mailboxes' current generation."""
+    query = (
+        select(DecisionRecord, StoredMessage.mailbox, StoredMessage.uid)
+        .join(StoredMessage, DecisionRecord.message_pk == StoredMessage.id)
+        .join(
+            MailboxState,
+            (MailboxState.account == StoredMessage.account)
+            & (MailboxState.name == StoredMessage.mailbox)
+            & (MailboxState.uidvalidity == StoredMessage.uidvalidity),
+        )
+        .where(StoredMessage.account == account, DecisionRecord.status == status)
+    )
+    if since is not None:
+        query = query.where(DecisionRecord.updated_at >= datetime.combine(since, time.min, UTC))
+    return query
+
+
 def _recorded_uids(account: str, mailbox: str, uidvalidity: int) -> Select[tuple[int]]:
     """UIDs of one mailbox generation that have a decision row."""
     return (
@@ -425,15 +461,57 @@ def _recorded_uids(account: str, mailbox: str, uidvalidity: int) -> Select[tuple
     )
 
 
-def _message_row(session: Session, raw: RawMessage) -> StoredMessage | None:
-    return session.scalar(
-        select(StoredMessage).where(
-            StoredMessage.account == raw.account,
-            StoredMessage.mailbox == raw.mailbox,
-            StoredMessage.uidvalidity == raw.uidvalidity,
-            StoredMessage.uid == raw.uid,
-        )
+def _message_and_decision(
+    connection: Connection, raw: RawMessage
+) -> tuple[int | None, int | None, str | None]:
+    """The message's row id, and its decision's id and status (None where there is none yet)."""
+    row = connection.execute(_MESSAGE_AND_DECISION, _identity(raw)).first()
+    return (row[0], row[1], row[2]) if row is not None else (None, None, None)
+
+
+def _write_message(
+    connection: Connection, raw: RawMessage, email: Email | None, message_pk: int | None
+) -> int:
+    """Insert the message's row, or refresh its headers; returns its id."""
+    values = _message_values(email) if email is not None else {}
+    if message_pk is not None:
+        if values:
+            connection.execute(_UPDATE_MESSAGE, {"message_pk": message_pk, **values})
+        return message_pk
+    inserted = connection.execute(
+        _INSERT_MESSAGE, {**_identity(raw), "size": len(raw.raw), "first_seen_at": _now(), **values}
     )
+    return int(inserted.inserted_primary_key[0])
+
+
+def _identity(raw: RawMessage) -> dict[str, Any]:
+    return {"account": raw.account, "mailbox": raw.mailbox, "uidvalidity": raw.uidvalidity, "uid": raw.uid}
+
+
+def _message_values(email: Email) -> dict[str, Any]:
+    return {
+        "message_id": email.message_id,
+        "subject": email.subject,
+        "sender": email.sender,
+        "recipients": ", ".join(str(a) for a in [*email.to, *email.cc]),
+        "sent_at": email.date,
+        "in_reply_to": email.in_reply_to,
+        "references": email.references,
+        "list_id": email.list_id,
+        "auto_submitted": email.auto_submitted,
+        "precedence": email.precedence,
+        "body_excerpt": email.body,
+        "parse_warnings": email.warnings,
+        # The rest of what a template reads, so a replay can render this message again.
+        "from_addresses": [[a.name, a.email] for a in email.from_],
+        "to_addresses": [[a.name, a.email] for a in email.to],
+        "cc_addresses": [[a.name, a.email] for a in email.cc],
+        "reply_to_addresses": [[a.name, a.email] for a in email.reply_to],
+        "sent_at_text": email.date.isoformat() if email.date else None,
+        "list_unsubscribe": email.list_unsubscribe,
+        "attachments": [asdict(a) for a in email.attachments],
+        "body_chars": email.body_chars,
+    }
 
 
 def _mailbox_state(session: Session, account: str, mailbox: str) -> MailboxState | None:

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from triage.errors import TriageError
 from triage.message import Email
@@ -17,8 +16,35 @@ from triage.threads import ThreadCandidate, participants, subject_key
 if TYPE_CHECKING:
     from triage.store import Store
 
-# How many recently active threads are looked at for subject and participant matches.
-_RECENT_WINDOW = 500
+_THREADS = Thread.__table__
+_MEMBERS = ThreadMessage.__table__
+_PARTICIPANTS = ThreadParticipant.__table__
+# Built once (see triage.store): the bound names below are not column names.
+_THREAD_PARTICIPANTS = select(_THREADS.c.participants).where(_THREADS.c.id == bindparam("thread_id"))
+_INSERT_THREAD = insert(_THREADS)
+_TOUCH_THREAD = update(_THREADS).where(_THREADS.c.id == bindparam("thread_id"))
+_INSERT_PARTICIPANT = insert(_PARTICIPANTS)
+_MEMBER = select(_MEMBERS.c.id).where(_MEMBERS.c.message_pk == bindparam("member_pk"))
+_INSERT_MEMBER = insert(_MEMBERS)
+_MOVE_MEMBER = update(_MEMBERS).where(_MEMBERS.c.message_pk == bindparam("member_pk"))
+_MEMBERS_BY_MESSAGE_ID = select(_MEMBERS.c.message_id, _MEMBERS.c.thread_id).where(
+    _MEMBERS.c.message_id.in_(bindparam("ids", expanding=True))
+)
+_OPEN = select(_THREADS.c.id, _THREADS.c.title, _THREADS.c.last_activity_at).where(
+    _THREADS.c.account == bindparam("account"), _THREADS.c.status == "open"
+)
+_OPEN_BY_ID = _OPEN.where(_THREADS.c.id.in_(bindparam("ids", expanding=True)))
+_WITH_SENDERS = _THREADS.c.id.in_(
+    select(_PARTICIPANTS.c.thread_id).where(_PARTICIPANTS.c.address.in_(bindparam("senders", expanding=True)))
+)
+_NEWEST_FIRST = _THREADS.c.last_activity_at.desc()
+_SAME_SUBJECT_OR_PEOPLE = (
+    _OPEN.where(or_(_THREADS.c.subject_key == bindparam("subject_key"), _WITH_SENDERS))
+    .order_by(_NEWEST_FIRST)
+    .limit(bindparam("limit"))
+)
+_SAME_PEOPLE = _OPEN.where(_WITH_SENDERS).order_by(_NEWEST_FIRST).limit(bindparam("limit"))
+_RECENT = _OPEN.order_by(_NEWEST_FIRST).limit(bindparam("limit"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,52 +61,68 @@ def _now() -> datetime:
 
 
 def assign(
-    session: Session, message_pk: int, account: str, mailbox: str, email: Email, assignment: ThreadAssignment
+    connection: Connection,
+    message_pk: int,
+    account: str,
+    mailbox: str,
+    email: Email,
+    assignment: ThreadAssignment,
 ) -> None:
     """Record the assignment inside the caller's transaction (with the decision itself)."""
     now = _now()
     people = participants(email)
-    thread = session.get(Thread, assignment.thread_id)
-    created = thread is None and assignment.title is not None
-    if created:
-        thread = Thread(
-            id=assignment.thread_id,
-            account=account,
-            mailbox=mailbox,
-            title=assignment.title,
-            subject_key=subject_key(email.subject),
-            participants=people,
-            started_by=message_pk,
-            status="open",
-            created_at=now,
-            last_activity_at=now,
+    thread = {"thread_id": assignment.thread_id}
+    found = connection.execute(_THREAD_PARTICIPANTS, thread).first()
+    if found is None and assignment.title is not None:
+        connection.execute(
+            _INSERT_THREAD,
+            {
+                "id": assignment.thread_id,
+                "account": account,
+                "mailbox": mailbox,
+                "title": assignment.title,
+                "subject_key": subject_key(email.subject),
+                "participants": people,
+                "started_by": message_pk,
+                "status": "open",
+                "created_at": now,
+                "last_activity_at": now,
+            },
         )
-        session.add(thread)
-        session.flush()
-    elif thread is not None:  # a reply joins it, or a retried new task finds the one it started
-        thread.last_activity_at = now
-        thread.participants = sorted(set(thread.participants) | set(people))
-    if thread is not None:
-        listed = ThreadParticipant.address.in_(people) & (ThreadParticipant.thread_id == thread.id)
-        known = set() if created else set(session.scalars(select(ThreadParticipant.address).where(listed)))
-        session.add_all(ThreadParticipant(thread_id=thread.id, address=a) for a in people if a not in known)
-    existing = session.scalar(select(ThreadMessage).where(ThreadMessage.message_pk == message_pk))
-    if existing is None:
-        session.add(
-            ThreadMessage(
-                thread_id=assignment.thread_id, message_pk=message_pk, message_id=assignment.message_id
-            )
+        _add_participants(connection, assignment.thread_id, people, known=set())
+    elif found is not None:  # a reply joins it, or a retried new task finds the one it started
+        everyone = sorted(set(found[0]) | set(people))
+        connection.execute(_TOUCH_THREAD, {**thread, "last_activity_at": now, "participants": everyone})
+        _add_participants(connection, assignment.thread_id, people, known=set(found[0]))
+    member = {"member_pk": message_pk}
+    if connection.execute(_MEMBER, member).first() is None:
+        connection.execute(
+            _INSERT_MEMBER,
+            {
+                "thread_id": assignment.thread_id,
+                "message_pk": message_pk,
+                "message_id": assignment.message_id,
+            },
         )
     else:
-        existing.thread_id = assignment.thread_id
+        connection.execute(_MOVE_MEMBER, {**member, "thread_id": assignment.thread_id})
 
 
-def carry_membership(session: Session, from_message_pk: int, to_message_pk: int) -> None:
+def _add_participants(connection: Connection, thread_id: str, people: list[str], known: set[str]) -> None:
+    """Index the addresses not yet listed for the thread (its JSON list mirrors the index)."""
+    new = [{"thread_id": thread_id, "address": address} for address in people if address not in known]
+    if new:
+        connection.execute(_INSERT_PARTICIPANT, new)
+
+
+def carry_membership(connection: Connection, from_message_pk: int, to_message_pk: int) -> None:
     """A message recorded again under a new identity stays in its thread."""
-    member = session.scalar(select(ThreadMessage).where(ThreadMessage.message_pk == from_message_pk))
+    member = connection.execute(
+        select(_MEMBERS.c.thread_id, _MEMBERS.c.message_id).where(_MEMBERS.c.message_pk == from_message_pk)
+    ).first()
     if member is not None:
-        session.add(
-            ThreadMessage(thread_id=member.thread_id, message_pk=to_message_pk, message_id=member.message_id)
+        connection.execute(
+            insert(_MEMBERS).values(thread_id=member[0], message_pk=to_message_pk, message_id=member[1])
         )
 
 
@@ -96,31 +138,30 @@ def candidates(store: Store, account: str, email: Email, limit: int) -> list[Thr
     ids = [i for i in [email.in_reply_to, *reversed(email.references)] if i]
     key = subject_key(email.subject)
     senders = sorted({a.email.lower() for a in [*email.from_, *email.reply_to] if a.email})
-    open_threads = select(Thread).where(Thread.account == account, Thread.status == "open")
-    newest_first = Thread.last_activity_at.desc()
-    with store.sessions() as session:
+    where = {"account": account, "limit": limit}
+    with store.engine.connect() as connection:
         proved: list[str] = []
         if ids:
-            rows = session.execute(
-                select(ThreadMessage.message_id, ThreadMessage.thread_id).where(
-                    ThreadMessage.message_id.in_(ids)
-                )
-            ).all()
+            rows = connection.execute(_MEMBERS_BY_MESSAGE_ID, {"ids": ids}).all()
             by_message = {message_id: thread_id for message_id, thread_id in rows}
             proved = list(dict.fromkeys(by_message[i] for i in ids if i in by_message))
-        by_proof = list(session.scalars(open_threads.where(Thread.id.in_(proved)))) if proved else []
-        shared_people = Thread.id.in_(
-            select(ThreadParticipant.thread_id).where(ThreadParticipant.address.in_(senders))
-        )
-        alike = or_(Thread.subject_key == key, shared_people) if key else shared_people
-        related = list(session.scalars(open_threads.where(alike).order_by(newest_first).limit(limit)))
-        recent = list(session.scalars(open_threads.order_by(newest_first).limit(limit)))
-    ranked: dict[str, Thread] = {}
-    for tier in (sorted(by_proof, key=lambda t: proved.index(t.id)), related, recent):
-        for thread in tier:
-            ranked.setdefault(thread.id, thread)
-    best = list(ranked.values())[:limit]
-    return [ThreadCandidate(t.id, t.title, as_utc(t.last_activity_at), t.id in proved) for t in best]
+        by_proof = connection.execute(_OPEN_BY_ID, {**where, "ids": proved}).all() if proved else []
+        alike = {**where, "senders": senders}
+        related = (
+            connection.execute(_SAME_SUBJECT_OR_PEOPLE, {**alike, "subject_key": key})
+            if key
+            else connection.execute(_SAME_PEOPLE, alike)
+        ).all()
+        recent = connection.execute(_RECENT, where).all()
+    ranked: dict[str, tuple[str, datetime]] = {}
+    for tier in (sorted(by_proof, key=lambda row: proved.index(row[0])), related, recent):
+        for thread_id, title, last_activity in tier:
+            ranked.setdefault(thread_id, (title, last_activity))
+    best = list(ranked.items())[:limit]
+    return [
+        ThreadCandidate(thread_id, title, as_utc(last_activity), thread_id in proved)
+        for thread_id, (title, last_activity) in best
+    ]
 
 
 def list_threads(store: Store, status: str | None = None) -> list[Thread]:
