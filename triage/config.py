@@ -115,6 +115,13 @@ class ActionSettings(Section):
     def empty(self) -> bool:
         return not (self.move_to or self.add_flags or self.mark_seen or self.gmail_labels)
 
+    def describe(self) -> list[str]:
+        """The actions in words, in the order they are carried out (for dry runs)."""
+        steps = [f"flag {' '.join(self.add_flags)}"] if self.add_flags else []
+        steps += ["mark seen"] if self.mark_seen else []
+        steps += [f"label {' '.join(self.gmail_labels)} (Gmail)"] if self.gmail_labels else []
+        return steps + ([f"move to {self.move_to}"] if self.move_to else [])
+
 
 class RoutingSettings(Section):
     execute: bool = False

@@ -20,7 +20,7 @@ from triage.config import RoutingSettings, Settings
 from triage.decision import parse_decision
 from triage.message import Email, Unparseable, parse_email
 from triage.prompt import PromptRenderer
-from triage.routing import Router, apply_mailbox_actions, initial_status, would_do
+from triage.routing import Router, apply_mailbox_actions, initial_status, planned, would_do
 from triage.rules import first_match
 from triage.runs import RunError, RunsClient, build_request
 from triage.sources import RawMessage, Source
@@ -45,6 +45,7 @@ class Prepared:
     prompt: str
     request: dict[str, Any]
     candidates: list[ThreadCandidate]
+    without_run: Outcome | None  # a rule, or headers in `decide` mode, settle it: no run is sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class Triaged:
     outcome: Outcome | None
     carried_over: bool = False  # decided before, under an earlier UIDVALIDITY
     routing: RoutingJob | None = None  # mailbox actions left for whoever holds the connection
+    planned: tuple[str, ...] = ()  # in a dry run: what carrying the decision out would have done
 
 
 @dataclass(slots=True)
@@ -102,6 +104,7 @@ class Pipeline:
         store: Store | None,
         *,
         mailbox_actions: bool = False,
+        dry_run: bool = False,
     ) -> None:
         self.settings = settings
         self.renderer = renderer
@@ -109,9 +112,14 @@ class Pipeline:
         self.store = store
         # Flags and moves need an IMAP connection: a file source cannot carry them out.
         self.mailbox_actions = mailbox_actions
-        self.router = (
-            Router(settings.routing, runs, store) if runs is not None and store is not None else None
+        # A dry run decides and records, and carries nothing out: it says what it would have done.
+        self.dry_run = dry_run
+        self.routing = (
+            settings.routing.model_copy(update={"execute": False, "actions": {}})
+            if dry_run
+            else settings.routing
         )
+        self.router = Router(self.routing, runs, store) if runs is not None and store is not None else None
         self._in_flight = InFlight()
 
     def prepare(self, raw: RawMessage) -> Prepared | Unparseable:
@@ -135,7 +143,13 @@ class Pipeline:
         prompt = self.renderer.render(email, account=raw.account, mailbox=raw.mailbox, threads=candidates)
         identity = {**raw.identity, "message_id": email.message_id}
         request = build_request(self.settings.langgraph, prompt, identity)
-        return Prepared(raw, email, prompt, request, candidates)
+        return Prepared(
+            raw, email, prompt, request, candidates, decide_without_run(self.routing, email, candidates)
+        )
+
+    def plan_for(self, raw: RawMessage, outcome: Outcome) -> list[str]:
+        """What carrying this decision out does, ignoring any dry run."""
+        return planned(self.settings.routing, raw, outcome, mailbox_actions=self.mailbox_actions)
 
     async def triage(self, raw: RawMessage) -> Triaged:
         assert self.runs is not None and self.store is not None, "triage needs a run client and a store"
@@ -166,13 +180,12 @@ class Pipeline:
         decision_pk = self.store.claim(raw, prepared.email, claim)
         if decision_pk is None:
             return Triaged(raw, prepared.email.subject, None)
-        outcome = decide_without_run(self.settings.routing, prepared.email, prepared.candidates)
-        if outcome is None:
-            outcome = await self.run(prepared)
-        status = initial_status(self.settings.routing, outcome, mailbox_actions=self.mailbox_actions)
+        outcome = prepared.without_run or await self.run(prepared)
+        status = initial_status(self.routing, outcome, mailbox_actions=self.mailbox_actions)
         self.store.record(decision_pk, outcome, thread=_assignment(prepared, outcome), routing_status=status)
         routing = await self._route(raw, outcome, status)
-        return Triaged(raw, prepared.email.subject, outcome, routing=routing)
+        plan = tuple(self.plan_for(raw, outcome)) if self.dry_run else ()
+        return Triaged(raw, prepared.email.subject, outcome, routing=routing, planned=plan)
 
     async def _route(self, raw: RawMessage, outcome: Outcome, status: str | None) -> RoutingJob | None:
         """Carry the decision out; the job comes back when mailbox actions remain."""

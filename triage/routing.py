@@ -45,6 +45,22 @@ def would_do(raw: RawMessage, outcome: Outcome) -> str:
     return f"start a run on thread {outcome.thread_id}"
 
 
+def planned(
+    settings: RoutingSettings, raw: RawMessage, outcome: Outcome, *, mailbox_actions: bool
+) -> list[str]:
+    """Every step carrying this decision out takes under these settings, in words (for dry runs)."""
+    kind = outcome.decision if outcome.status == "ok" else outcome.status
+    steps = (
+        [would_do(raw, outcome)]
+        if settings.execute and outcome.status == "ok" and kind in THREAD_DECISIONS
+        else []
+    )
+    actions = settings.actions.get(kind)  # type: ignore[call-overload]
+    if mailbox_actions and actions is not None:
+        steps += actions.describe()
+    return steps
+
+
 def job_identity(job: RoutingJob) -> RawMessage:
     return RawMessage(job.account, job.mailbox, job.uidvalidity, job.uid, b"")
 

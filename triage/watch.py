@@ -196,7 +196,8 @@ class MailboxWatcher:
         self.status.update(status)
 
     def _session(self) -> None:
-        source = ImapSource(self.imap, writable=self.settings.has_mailbox_actions)
+        writable = self.settings.has_mailbox_actions and not self.bridge.pipeline.dry_run
+        source = ImapSource(self.imap, writable=writable)
         try:
             uidvalidity = source.select(self.mailbox)
             start_uid = source.highest_uid()
@@ -279,6 +280,8 @@ class MailboxWatcher:
             verdict = outcome.decision if outcome.status == "ok" else outcome.status
             how = " (carried over)" if result.carried_over else ""
             log.info("%s uid %d: %s%s - %s", self.label, uid, verdict, how, result.subject or "(no subject)")
+            if result.planned:
+                log.info("%s uid %d: dry run, would: %s", self.label, uid, "; ".join(result.planned))
         self._set(last_decision_at=datetime.now(UTC))
 
     def _wait(self, source: ImapSource, use_idle: bool) -> None:
@@ -317,10 +320,18 @@ def _describe(exc: BaseException) -> str:
 class Daemon:
     """Leases, watchers, the shared run pool, heartbeats and a graceful stop."""
 
-    def __init__(self, settings: Settings, targets: list[Target], *, wait_for_lease: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        targets: list[Target],
+        *,
+        wait_for_lease: bool = False,
+        dry_run: bool = False,
+    ) -> None:
         self.settings = settings
         self.targets = targets
         self.wait_for_lease = wait_for_lease
+        self.dry_run = dry_run
         self.owner = leases.this_process()
         self.stop = threading.Event()
         self._inflight: set[asyncio.Task[Triaged | None]] = set()
@@ -343,7 +354,9 @@ class Daemon:
             if self.stop.is_set():
                 return 0
             async with RunsClient(self.settings.langgraph) as runs:
-                pipeline = Pipeline(self.settings, renderer, runs, store, mailbox_actions=True)
+                pipeline = Pipeline(
+                    self.settings, renderer, runs, store, mailbox_actions=True, dry_run=self.dry_run
+                )
                 semaphore = asyncio.Semaphore(self.settings.langgraph.max_concurrency)
                 bridge = LoopBridge(loop, pipeline, semaphore, self.stop, self._inflight)
                 watchers = [MailboxWatcher(self.settings, t, store, bridge, self.stop) for t in self.targets]

@@ -19,7 +19,7 @@ from triage.runs import RunsClient
 from triage.sources import Source
 from triage.sources.files import FileSource
 from triage.sources.imap import ImapSource
-from triage.store import Store
+from triage.store import Outcome, Store
 
 SAMPLE_MAILBOX = Path(__file__).resolve().parent.parent / "sample" / "inbox.mbox"
 
@@ -39,7 +39,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument("--concurrency", type=int, help="runs in flight (default: langgraph.max_concurrency)")
     run.add_argument(
-        "--dry-run", action="store_true", help="print prompts and requests; send and write nothing"
+        "--dry-run",
+        action="store_true",
+        help="print prompts, requests and the actions each decision would lead to; send and write nothing",
     )
     run.add_argument("--quiet", action="store_true", help="no line per message, only the summary")
     run.set_defaults(handler=cmd_backfill)
@@ -64,7 +66,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     for imap in settings.mail_accounts(args.account):
         _backfill_source(
             settings,
-            ImapSource(imap, writable=settings.has_mailbox_actions),
+            ImapSource(imap, writable=settings.has_mailbox_actions and not args.dry_run),
             args.mailbox or imap.mailboxes,
             args,
         )
@@ -95,9 +97,11 @@ def run_backfill_on(settings: Settings, source: Source, plan: BackfillPlan, *, q
 
 async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
     renderer = PromptRenderer(settings.prompt.template)
+    mailbox_actions = isinstance(source, ImapSource)
     if plan.dry_run:
-        pipeline = Pipeline(settings, renderer, None, Store.open_existing(settings.store.url))
-        return await backfill(source, pipeline, plan, on_prepared=_print_prepared)
+        store = Store.open_existing(settings.store.url)
+        preview = Pipeline(settings, renderer, None, store, mailbox_actions=mailbox_actions)
+        return await backfill(source, preview, plan, on_prepared=lambda p: _print_prepared(preview, p))
     store = Store.open(settings.store.url)
     progress = Progress("backfill")
     try:
@@ -105,14 +109,12 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
         pooled = settings.langgraph.model_copy(update={"max_concurrency": plan.concurrency})
         async with RunsClient(pooled) as runs:
             await runs.check_reachable()
-            pipeline = Pipeline(
-                settings, renderer, runs, store, mailbox_actions=isinstance(source, ImapSource)
-            )
+            pipeline = Pipeline(settings, renderer, runs, store, mailbox_actions=mailbox_actions)
 
             def on_triaged(triaged: Triaged) -> None:
                 progress.advance()
                 if not quiet:
-                    progress.print(_triaged_line(triaged))
+                    progress.print(triaged_line(triaged))
 
             return await backfill(
                 source, pipeline, plan, on_planned=progress.set_total, on_triaged=on_triaged
@@ -122,7 +124,13 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
         store.close()
 
 
-def _triaged_line(triaged: Triaged) -> str:
+def triaged_line(triaged: Triaged) -> str:
+    """One line per message; in a dry run, with what carrying the decision out would have done."""
+    line = _verdict_line(triaged)
+    return f"{line}\n{'':>9}would: {'; '.join(triaged.planned)}" if triaged.planned else line
+
+
+def _verdict_line(triaged: Triaged) -> str:
     raw, outcome = triaged.raw, triaged.outcome
     if outcome is None:
         verdict, detail = "skipped", "already decided"
@@ -136,15 +144,28 @@ def _triaged_line(triaged: Triaged) -> str:
     return f"{raw.uid:>7}  {verdict:<16} {_clip(subject, 50):<50}  {_clip(detail, 70)}"
 
 
-def _print_prepared(prepared: Prepared | Unparseable) -> None:
+def _print_prepared(pipeline: Pipeline, prepared: Prepared | Unparseable) -> None:
     if isinstance(prepared, Unparseable):
         print(f"--- unparseable: {prepared.reason}\n")
         return
-    request = {**prepared.request, "input": "(the prompt above)"}
-    print(f"--- uid {prepared.raw.uid} in {prepared.raw.mailbox}: prompt ---")
+    raw, decided = prepared.raw, prepared.without_run
+    print(f"--- uid {raw.uid} in {raw.mailbox}: prompt ---")
     print(prepared.prompt)
+    if decided is not None:
+        print(f"--- no run: {decided.decided_by} decides {decided.decision} ---")
+        print(f"would: {_steps(pipeline.plan_for(raw, decided))}", end="\n\n")
+        return
     print("--- request to POST /runs/wait ---")
-    print(json.dumps(request, indent=2, default=str), end="\n\n")
+    print(json.dumps({**prepared.request, "input": "(the prompt above)"}, indent=2, default=str))
+    print("--- then, by the assistant's answer ---")
+    chosen = Outcome("ok", "existing-thread", thread_id="(the thread it names)")
+    for outcome in (Outcome("ok", "new-task"), chosen, Outcome("ok", "ignore"), Outcome("needs-review")):
+        print(f"{outcome.decision or outcome.status}: {_steps(pipeline.plan_for(raw, outcome))}")
+    print()
+
+
+def _steps(steps: list[str]) -> str:
+    return "; ".join(steps) or "nothing (recorded only)"
 
 
 def print_summary(summary: Summary, plan: BackfillPlan) -> None:

@@ -28,6 +28,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     watch.add_argument("--account", help="only this account (default: every configured account)")
     watch.add_argument("--log-format", choices=("text", "json"), default="text", help="stderr log format")
     watch.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    watch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="triage and record, but carry nothing out (no threads, flags or moves): log what it would do",
+    )
     watch.set_defaults(handler=cmd_watch)
 
     status = commands.add_parser("status", help="per watched mailbox: connection, backlog, failures")
@@ -39,6 +44,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     retry.add_argument("--account", help="only this account (default: every configured account)")
     retry.add_argument("--since", type=date.fromisoformat, help="only those recorded on or after YYYY-MM-DD")
     retry.add_argument("--quiet", action="store_true", help="no line per message, only the summary")
+    retry.add_argument("--dry-run", action="store_true", help="list what would run again; change nothing")
     retry.set_defaults(handler=cmd_retry)
 
 
@@ -52,7 +58,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         for imap in accounts
         for mailbox in (args.mailbox or imap.mailboxes)
     ]
-    return Daemon(settings, targets, wait_for_lease=args.wait).run()
+    return Daemon(settings, targets, wait_for_lease=args.wait, dry_run=args.dry_run).run()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -92,11 +98,19 @@ def cmd_retry(args: argparse.Namespace) -> int:
     for imap in settings.mail_accounts(args.account):
         store = Store.open(settings.store.url)
         try:
-            chosen = store.reopen(imap.account_name, args.status, args.since)
+            if args.dry_run:
+                chosen = store.reopenable(imap.account_name, args.status, args.since)
+            else:
+                chosen = store.reopen(imap.account_name, args.status, args.since)
         finally:
             store.close()
         if not chosen:
             print(f"{imap.account_name}: no {args.status} decisions to retry")
+            continue
+        if args.dry_run:
+            for mailbox, uids in sorted(chosen.items()):
+                listed = ", ".join(str(uid) for uid in sorted(uids))
+                print(f"{imap.account_name}/{mailbox}: would run {len(uids)} again: uids {listed}")
             continue
         plan = BackfillPlan(
             mailboxes=sorted(chosen), concurrency=settings.langgraph.max_concurrency, only_uids=chosen

@@ -382,15 +382,22 @@ class Store:
             return False
         return True
 
+    def reopenable(self, account: str, status: str, since: date | None) -> dict[str, set[int]]:
+        """The UIDs per mailbox that `reopen` would make pending (it changes nothing)."""
+        chosen: dict[str, set[int]] = {}
+        with self._session() as session:
+            for _, mailbox, uid in session.execute(_reopen_query(account, status, since)).tuples():
+                chosen.setdefault(mailbox, set()).add(uid)
+        return chosen
+
     def reopen(self, account: str, status: str, since: date | None) -> dict[str, set[int]]:
         """Make chosen decisions of the mailboxes' current generation pending again, to be re-run.
 
         Returns the UIDs per mailbox; the next pass (or the daemon) runs them again.
         """
-        query = _reopen_query(account, status, since)
         chosen: dict[str, set[int]] = {}
         with self._session.begin() as session:
-            for record, mailbox, uid in session.execute(query).tuples():
+            for record, mailbox, uid in session.execute(_reopen_query(account, status, since)).tuples():
                 record.status, record.updated_at = "pending", _now()
                 chosen.setdefault(mailbox, set()).add(uid)
         return chosen
