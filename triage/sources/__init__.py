@@ -18,6 +18,7 @@ class RawMessage:
     uid: int
     raw: bytes
     internaldate: datetime | None = None
+    gmail_thread_id: int | None = None  # X-GM-THRID, where the server is Gmail
 
     @property
     def identity(self) -> dict[str, str | int]:

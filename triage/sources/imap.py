@@ -21,6 +21,8 @@ from triage.sources import RawMessage
 
 log = logging.getLogger("triage.imap")
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
+# Gmail's thread id: where offered, it proves which thread a message belongs to.
+GMAIL_THREAD = b"X-GM-THRID"
 # Replaced in a partially fetched message by those of the text part that stands in for its body.
 _MIME_HEADERS = (b"content-type", b"content-transfer-encoding")
 _COMMAND_TIMEOUT_S = 60
@@ -66,6 +68,7 @@ class ImapSource:
         except BaseException:
             self._client.shutdown()
             raise
+        self._extra_items = [GMAIL_THREAD] if self._client.has_capability("X-GM-EXT-1") else []
 
     def select(self, mailbox: str) -> int:
         try:
@@ -109,7 +112,7 @@ class ImapSource:
             yield from self._fetch_whole(group)
 
     def _fetch_whole(self, uids: list[int]) -> Iterator[RawMessage]:
-        fetched = self._client.fetch(uids, FETCH_ITEMS) if uids else {}
+        fetched = self._client.fetch(uids, FETCH_ITEMS + self._extra_items) if uids else {}
         for uid in uids:
             data = fetched.get(uid)
             if data is None or b"BODY[]" not in data:
@@ -120,7 +123,8 @@ class ImapSource:
         """Headers and the first text part of a message too large to load; attachments never."""
         limit = self.settings.max_message_bytes
         head_item = f"BODY.PEEK[HEADER]<0.{limit}>".encode()
-        data = self._client.fetch([uid], [head_item, b"BODYSTRUCTURE", b"INTERNALDATE"]).get(uid)
+        items = [head_item, b"BODYSTRUCTURE", b"INTERNALDATE", *self._extra_items]
+        data = self._client.fetch([uid], items).get(uid)
         if data is None or b"BODY[HEADER]<0>" not in data:
             return
         part = first_text_part(data[b"BODYSTRUCTURE"])
@@ -141,7 +145,15 @@ class ImapSource:
         yield self._raw(uid, stand_in(bytes(data[b"BODY[HEADER]<0>"]), part, text, note), data)
 
     def _raw(self, uid: int, raw: bytes, data: dict[bytes, Any]) -> RawMessage:
-        return RawMessage(self.account, self._mailbox, self._uidvalidity, uid, raw, data.get(b"INTERNALDATE"))
+        return RawMessage(
+            self.account,
+            self._mailbox,
+            self._uidvalidity,
+            uid,
+            raw,
+            data.get(b"INTERNALDATE"),
+            _gmail_thread_id(data.get(GMAIL_THREAD)),
+        )
 
     def highest_uid(self) -> int:
         """The highest UID in the selected mailbox (0 when empty)."""
@@ -165,7 +177,7 @@ class ImapSource:
         """
         self._client.idle()
         deadline = time.monotonic() + renew_s
-        changed = False
+        changed = self._responses_buffered()
         while not changed and not stopping() and (left := deadline - time.monotonic()) > 0:
             slice_s = min(_IDLE_SLICE_S, left)
             started = time.monotonic()
@@ -175,6 +187,19 @@ class ImapSource:
             changed = any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
         self._client.idle_done()
         return changed
+
+    def _responses_buffered(self) -> bool:
+        """Whether responses came in the same read as IDLE's continuation (servers send news that
+        was waiting at once): they sit in imaplib's buffer, where polling the socket never sees them.
+        """
+        sock = self._client.socket()
+        sock.setblocking(False)
+        try:
+            return bool(self._client._imap.file.peek(1))  # buffered bytes, or one read that cannot block
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        finally:
+            sock.settimeout(self.settings.timeout_s)
 
     def apply_actions(self, uid: int, actions: ActionSettings) -> list[str]:
         """Flags, Gmail labels, seen, then a move (MOVE, else COPY + \\Deleted + UID EXPUNGE)."""
@@ -214,6 +239,13 @@ class ImapSource:
             self._client.logout()
         except (IMAPClientError, OSError):
             self._client.shutdown()
+
+
+def _gmail_thread_id(value: Any) -> int | None:
+    """X-GM-THRID as imapclient hands it over (an int; bytes from a server that quotes it)."""
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, bytes) and value.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
