@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol
 
-from dovecot import DovecotServer
+
+class MailServer(Protocol):
+    """What a config needs of an IMAP server: a private Dovecot or the fake Gmail."""
+
+    port: int
+    username: str
+    password: str
 
 
 def write_config(
     directory: Path,
-    dovecot: DovecotServer,
+    dovecot: MailServer,
     url: str,
     *,
     langgraph: dict[str, object] | None = None,
     watch: dict[str, object] | None = None,
     routing: dict[str, object] | None = None,
     store: dict[str, object] | None = None,
-    accounts: dict[str, DovecotServer] | None = None,
+    accounts: dict[str, MailServer] | None = None,
     **imap: object,
 ) -> Path:
     """Sections as keyword dicts; a value of None drops that key. `accounts` adds more servers."""
@@ -47,7 +54,7 @@ def write_config(
     return path
 
 
-def _imap_section(server: DovecotServer, extra: dict[str, object]) -> dict[str, object]:
+def _imap_section(server: MailServer, extra: dict[str, object]) -> dict[str, object]:
     return {
         "host": "127.0.0.1",
         "port": server.port,

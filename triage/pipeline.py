@@ -135,7 +135,7 @@ class Pipeline:
         if candidates is None:
             candidates = (
                 thread_registry.candidates(
-                    self.store, raw.account, email, self.settings.routing.max_candidates
+                    self.store, raw.account, email, self.settings.routing.max_candidates, raw.gmail_thread_id
                 )
                 if self.store is not None
                 else []
@@ -177,12 +177,12 @@ class Pipeline:
             prepared.request["metadata"],
             [candidate.as_record() for candidate in prepared.candidates],
         )
-        decision_pk = self.store.claim(raw, prepared.email, claim)
-        if decision_pk is None:
+        claimed = self.store.claim(raw, prepared.email, claim)
+        if claimed is None:
             return Triaged(raw, prepared.email.subject, None)
         outcome = prepared.without_run or await self.run(prepared)
         status = initial_status(self.routing, outcome, mailbox_actions=self.mailbox_actions)
-        self.store.record(decision_pk, outcome, thread=_assignment(prepared, outcome), routing_status=status)
+        self.store.record(claimed, outcome, thread=_assignment(prepared, outcome), routing_status=status)
         routing = await self._route(raw, outcome, status)
         plan = tuple(self.plan_for(raw, outcome)) if self.dry_run else ()
         return Triaged(raw, prepared.email.subject, outcome, routing=routing, planned=plan)
@@ -237,37 +237,51 @@ class Pipeline:
 
 
 class InFlight:
-    """Messages being triaged now, by Message-ID, so a reply waits for the message it answers.
+    """Messages being triaged now, so a reply waits for the message it answers.
 
     In a concurrent backfill a reply and its parent can be in flight together; the reply's thread
-    candidates are only right once the parent's decision (and thread) is recorded. Only older
-    messages (lower UID, or another mailbox) are waited for, so no two messages wait on each other.
+    candidates are only right once the parent's decision (and thread) is recorded. A parent is a
+    message named by In-Reply-To / References (lower UID, or another mailbox), or an older message
+    of the same Gmail thread in the same mailbox: only older ones are waited for, so no two
+    messages wait on each other.
     """
 
     def __init__(self) -> None:
-        self._events: dict[str, tuple[RawMessage, asyncio.Event]] = {}
+        self._running: dict[str, list[tuple[RawMessage, asyncio.Event]]] = {}
 
     def start(self, raw: RawMessage, email: Email) -> Callable[[], None]:
-        if email.message_id is None or email.message_id in self._events:
-            return lambda: None
-        key, event = email.message_id, asyncio.Event()
-        self._events[key] = (raw, event)
+        entry = (raw, asyncio.Event())
+        keys = [key for key in (email.message_id, _gmail_key(raw)) if key is not None]
+        for key in keys:
+            self._running.setdefault(key, []).append(entry)
 
         def done() -> None:
-            event.set()
-            self._events.pop(key, None)
+            entry[1].set()
+            for key in keys:
+                left = [other for other in self._running.get(key, []) if other is not entry]
+                if left:
+                    self._running[key] = left
+                else:
+                    self._running.pop(key, None)
 
         return done
 
     async def parents_done(self, raw: RawMessage, email: Email) -> None:
-        for parent_id in {email.in_reply_to, *email.references} - {None, email.message_id}:
-            found = self._events.get(parent_id)  # type: ignore[arg-type]
-            if found is not None and _older(found[0], raw):
-                await found[1].wait()
+        named = {email.in_reply_to, *email.references} - {None, email.message_id}
+        for parent_id in named:
+            for parent, finished in list(self._running.get(parent_id, ())):  # type: ignore[arg-type]
+                if parent.mailbox != raw.mailbox or parent.uid < raw.uid:
+                    await finished.wait()
+        gmail_key = _gmail_key(raw)
+        for sibling, finished in list(self._running.get(gmail_key, ()) if gmail_key else ()):
+            if sibling.mailbox == raw.mailbox and sibling.uid < raw.uid:
+                await finished.wait()
 
 
-def _older(parent: RawMessage, child: RawMessage) -> bool:
-    return parent.mailbox != child.mailbox or parent.uid < child.uid
+def _gmail_key(raw: RawMessage) -> str | None:
+    if raw.gmail_thread_id is None:
+        return None
+    return f"gmail-thread {raw.account} {raw.gmail_thread_id}"
 
 
 def decide_without_run(
@@ -286,7 +300,7 @@ def decide_without_run(
         title = (rule.title or email.subject or "(no subject)") if rule.decision == "new-task" else None
         return Outcome("ok", rule.decision, title=title, reason=f"rule {rule.name}", decided_by=by)
     if settings.header_match == "decide" and proved is not None:
-        reason = "In-Reply-To / References name a message of this thread"
+        reason = "its headers (In-Reply-To / References, or Gmail's thread id) tie it to this thread"
         return Outcome("ok", "existing-thread", proved.id, reason=reason, decided_by="headers")
     return None
 

@@ -302,7 +302,9 @@ def _decided_by(record: DecisionRecord) -> str:
     elif by.startswith("rule:"):
         text = f"the configured rule {by.partition(':')[2]!r}, without a run"
     elif by == "headers":
-        text = "the headers: In-Reply-To / References name a message of the thread, without a run"
+        text = (
+            "the headers: In-Reply-To / References (or Gmail's thread id) tie it to the thread, without a run"
+        )
     else:
         run = f"run {record.run_id}" if record.run_id else "a run"
         text = f"{run} of assistant {record.assistant_id!r} with template {record.template_hash}"

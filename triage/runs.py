@@ -102,6 +102,8 @@ class RunsClient:
         self._idle: list[httpx.AsyncClient] = []
         self._opened: list[httpx.AsyncClient] = []
         self._free = asyncio.Semaphore(settings.max_concurrency)
+        # Parsed once: httpx parses (and validates) a path string again on every request.
+        self._wait_url = httpx.URL(settings.url.rstrip("/") + "/runs/wait")
 
     async def __aenter__(self) -> RunsClient:
         return self
@@ -145,7 +147,7 @@ class RunsClient:
     async def wait(self, body: dict[str, Any]) -> RunResult:
         """A stateless run to completion; RunError once retries are spent or the error is final."""
         started = time.monotonic()
-        (state, headers), attempts = await self._with_retries("POST", "/runs/wait", body)
+        (state, headers), attempts = await self._with_retries("POST", self._wait_url, body)
         if not isinstance(state, dict):
             raise RunError("bad-body", "the final state is not a JSON object", attempts=attempts)
         if isinstance(error := state.get("__error__"), dict):
@@ -163,7 +165,7 @@ class RunsClient:
         return value
 
     async def _with_retries(
-        self, method: str, path: str, body: dict[str, Any] | None
+        self, method: str, path: str | httpx.URL, body: dict[str, Any] | None
     ) -> tuple[tuple[Any, httpx.Headers], int]:
         attempt = 0
         while True:
@@ -183,7 +185,7 @@ class RunsClient:
         return min(cap, self.backoff_base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
     async def _attempt(
-        self, method: str, path: str, body: dict[str, Any] | None
+        self, method: str, path: str | httpx.URL, body: dict[str, Any] | None
     ) -> tuple[Any, httpx.Headers]:
         try:
             async with asyncio.timeout(self.settings.timeout_s):
@@ -195,7 +197,9 @@ class RunsClient:
         except httpx.TransportError as exc:
             raise RunError("connect", _short(exc)) from None
 
-    async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[Any, httpx.Headers]:
+    async def _send(
+        self, method: str, path: str | httpx.URL, body: dict[str, Any] | None
+    ) -> tuple[Any, httpx.Headers]:
         async with self._connection() as client, client.stream(method, path, json=body) as response:
             content = await _read_bounded(response)
         if not 200 <= response.status_code < 300:

@@ -41,7 +41,7 @@ from triage.store.threads import ThreadAssignment
 
 FINAL_STATUSES = ("ok", "needs-review", "unparseable")
 # The newest migration in migrations/versions (a test keeps the two in step).
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 # Outcome fields stored as they are on a decision row (attempts add up instead).
 _OUTCOME_FIELDS = (
     "status",
@@ -80,11 +80,6 @@ _MESSAGE_AND_DECISION = (
     .outerjoin(_DECISIONS, _DECISIONS.c.message_pk == _MESSAGES.c.id)
     .where(*(_MESSAGES.c[name] == bindparam(name) for name in ("account", "mailbox", "uidvalidity", "uid")))
 )
-_MESSAGE_OF_DECISION = (
-    select(_MESSAGES.c.id, _MESSAGES.c.account, _MESSAGES.c.mailbox)
-    .join(_DECISIONS, _DECISIONS.c.message_pk == _MESSAGES.c.id)
-    .where(_DECISIONS.c.id == bindparam("decision_pk"))
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +91,17 @@ class Claim:
     assistant_id: str
     request_metadata: dict[str, Any]
     candidates: list[dict[str, Any]] = field(default_factory=list)  # the threads offered
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A message marked in progress: where its outcome goes."""
+
+    decision_pk: int
+    message_pk: int
+    account: str
+    mailbox: str
+    fresh: bool  # the claim made the message's row: nothing refers to it yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +240,7 @@ class Store:
         with self._session() as session:
             return set(session.scalars(query))
 
-    def claim(self, raw: RawMessage, email: Email, claim: Claim) -> int | None:
+    def claim(self, raw: RawMessage, email: Email, claim: Claim) -> Claimed | None:
         """Mark the message in progress; None if its outcome is already final (skip it).
 
         The per-message writes use SQLAlchemy Core, not the ORM: they run for every message of a
@@ -251,18 +257,19 @@ class Store:
             "updated_at": _now(),
         }
         with self.engine.begin() as connection:
-            message_pk, decision_pk, status = _message_and_decision(connection, raw)
-            message_pk = _write_message(connection, raw, email, message_pk)
+            known_pk, decision_pk, status = _message_and_decision(connection, raw)
+            message_pk = _write_message(connection, raw, email, known_pk)
             if decision_pk is None:
                 inserted = connection.execute(
                     _INSERT_DECISION,
                     {"message_pk": message_pk, "attempts": 0, "created_at": _now(), **values},
                 )
-                return int(inserted.inserted_primary_key[0])
-            if status in FINAL_STATUSES:
+                decision_pk = int(inserted.inserted_primary_key[0])
+            elif status in FINAL_STATUSES:
                 return None
-            connection.execute(_UPDATE_DECISION, {"decision_pk": decision_pk, **values})
-            return decision_pk
+            else:
+                connection.execute(_UPDATE_DECISION, {"decision_pk": decision_pk, **values})
+            return Claimed(decision_pk, message_pk, raw.account, raw.mailbox, fresh=known_pk is None)
 
     def carry_over(self, raw: RawMessage, email: Email) -> Outcome | None:
         """The same mail already decided under an earlier UIDVALIDITY keeps that decision.
@@ -329,7 +336,7 @@ class Store:
 
     def record(
         self,
-        decision_pk: int,
+        claimed: Claimed,
         outcome: Outcome,
         *,
         thread: tuple[Email, ThreadAssignment] | None = None,
@@ -345,18 +352,14 @@ class Store:
                 _RECORD_OUTCOME,
                 {
                     **values,
-                    "decision_pk": decision_pk,
+                    "decision_pk": claimed.decision_pk,
                     "added_attempts": outcome.attempts,
                     "updated_at": _now(),
                     "routing_status": routing_status,
                 },
             )
             if thread is not None:
-                message_pk, account, mailbox = connection.execute(
-                    _MESSAGE_OF_DECISION, {"decision_pk": decision_pk}
-                ).one()
-                email, assignment = thread
-                threads.assign(connection, message_pk, account, mailbox, email, assignment)
+                threads.assign(connection, claimed, *thread)
 
     def record_unparseable(self, raw: RawMessage, reason: str) -> bool:
         """Record bytes that are not mail at all; False if already recorded."""
@@ -486,7 +489,14 @@ def _write_message(
             connection.execute(_UPDATE_MESSAGE, {"message_pk": message_pk, **values})
         return message_pk
     inserted = connection.execute(
-        _INSERT_MESSAGE, {**_identity(raw), "size": len(raw.raw), "first_seen_at": _now(), **values}
+        _INSERT_MESSAGE,
+        {
+            **_identity(raw),
+            "size": len(raw.raw),
+            "gmail_thread_id": raw.gmail_thread_id,
+            "first_seen_at": _now(),
+            **values,
+        },
     )
     return int(inserted.inserted_primary_key[0])
 

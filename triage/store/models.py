@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -50,6 +51,7 @@ class StoredMessage(Base):
     __table_args__ = (
         UniqueConstraint("account", "mailbox", "uidvalidity", "uid"),
         Index("ix_messages_message_id", "message_id"),
+        Index("ix_messages_gmail_thread_id", "account", "gmail_thread_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -82,6 +84,7 @@ class StoredMessage(Base):
     list_unsubscribe: Mapped[str | None] = mapped_column(Text)
     attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     body_chars: Mapped[int | None] = mapped_column(Integer)
+    gmail_thread_id: Mapped[int | None] = mapped_column(BigInteger)  # X-GM-THRID; added in 0006
 
 
 class DecisionRecord(Base):

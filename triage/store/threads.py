@@ -10,15 +10,16 @@ from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from triage.errors import TriageError
 from triage.message import Email
-from triage.store.models import Thread, ThreadMessage, ThreadParticipant, as_utc
+from triage.store.models import StoredMessage, Thread, ThreadMessage, ThreadParticipant, as_utc
 from triage.threads import ThreadCandidate, participants, subject_key
 
 if TYPE_CHECKING:
-    from triage.store import Store
+    from triage.store import Claimed, Store
 
 _THREADS = Thread.__table__
 _MEMBERS = ThreadMessage.__table__
 _PARTICIPANTS = ThreadParticipant.__table__
+_MESSAGES = StoredMessage.__table__
 # Built once (see triage.store): the bound names below are not column names.
 _THREAD_PARTICIPANTS = select(_THREADS.c.participants).where(_THREADS.c.id == bindparam("thread_id"))
 _INSERT_THREAD = insert(_THREADS)
@@ -29,6 +30,15 @@ _INSERT_MEMBER = insert(_MEMBERS)
 _MOVE_MEMBER = update(_MEMBERS).where(_MEMBERS.c.message_pk == bindparam("member_pk"))
 _MEMBERS_BY_MESSAGE_ID = select(_MEMBERS.c.message_id, _MEMBERS.c.thread_id).where(
     _MEMBERS.c.message_id.in_(bindparam("ids", expanding=True))
+)
+_MEMBERS_BY_GMAIL_THREAD = (
+    select(_MEMBERS.c.thread_id)
+    .distinct()
+    .join(_MESSAGES, _MESSAGES.c.id == _MEMBERS.c.message_pk)
+    .where(
+        _MESSAGES.c.account == bindparam("account"),
+        _MESSAGES.c.gmail_thread_id == bindparam("gmail_thread_id"),
+    )
 )
 _OPEN = select(_THREADS.c.id, _THREADS.c.title, _THREADS.c.last_activity_at).where(
     _THREADS.c.account == bindparam("account"), _THREADS.c.status == "open"
@@ -60,15 +70,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def assign(
-    connection: Connection,
-    message_pk: int,
-    account: str,
-    mailbox: str,
-    email: Email,
-    assignment: ThreadAssignment,
-) -> None:
+def assign(connection: Connection, claimed: Claimed, email: Email, assignment: ThreadAssignment) -> None:
     """Record the assignment inside the caller's transaction (with the decision itself)."""
+    message_pk = claimed.message_pk
     now = _now()
     people = participants(email)
     thread = {"thread_id": assignment.thread_id}
@@ -78,8 +82,8 @@ def assign(
             _INSERT_THREAD,
             {
                 "id": assignment.thread_id,
-                "account": account,
-                "mailbox": mailbox,
+                "account": claimed.account,
+                "mailbox": claimed.mailbox,
                 "title": assignment.title,
                 "subject_key": subject_key(email.subject),
                 "participants": people,
@@ -95,7 +99,7 @@ def assign(
         connection.execute(_TOUCH_THREAD, {**thread, "last_activity_at": now, "participants": everyone})
         _add_participants(connection, assignment.thread_id, people, known=set(found[0]))
     member = {"member_pk": message_pk}
-    if connection.execute(_MEMBER, member).first() is None:
+    if claimed.fresh or connection.execute(_MEMBER, member).first() is None:
         connection.execute(
             _INSERT_MEMBER,
             {
@@ -126,12 +130,15 @@ def carry_membership(connection: Connection, from_message_pk: int, to_message_pk
         )
 
 
-def candidates(store: Store, account: str, email: Email, limit: int) -> list[ThreadCandidate]:
+def candidates(
+    store: Store, account: str, email: Email, limit: int, gmail_thread_id: int | None = None
+) -> list[ThreadCandidate]:
     """Open threads this email may belong to, best first.
 
-    Proved by headers (In-Reply-To / References naming a message in a thread), then the same
-    normalised subject or a thread its sender took part in, then the most recently active. Each
-    tier is one indexed query of at most `limit` rows, however large the registry grows.
+    Proved by headers (In-Reply-To / References naming a message in a thread, or Gmail's thread id
+    shared with one), then the same normalised subject or a thread its sender took part in, then
+    the most recently active. Each tier is one indexed query of at most `limit` rows, however large
+    the registry grows.
     """
     if limit <= 0:
         return []
@@ -144,7 +151,11 @@ def candidates(store: Store, account: str, email: Email, limit: int) -> list[Thr
         if ids:
             rows = connection.execute(_MEMBERS_BY_MESSAGE_ID, {"ids": ids}).all()
             by_message = {message_id: thread_id for message_id, thread_id in rows}
-            proved = list(dict.fromkeys(by_message[i] for i in ids if i in by_message))
+            proved = [by_message[i] for i in ids if i in by_message]
+        if gmail_thread_id is not None:
+            same = {"account": account, "gmail_thread_id": gmail_thread_id}
+            proved += connection.execute(_MEMBERS_BY_GMAIL_THREAD, same).scalars()
+        proved = list(dict.fromkeys(proved))
         by_proof = connection.execute(_OPEN_BY_ID, {**where, "ids": proved}).all() if proved else []
         alike = {**where, "senders": senders}
         related = (
