@@ -113,8 +113,22 @@ class FakeGmail:
         self._mailboxes = {"INBOX": _Mailbox("INBOX")}
         self._sessions: set[_Session] = set()
         self._next_msgid = 1
+        self._refusals: dict[str, int] = {}  # command prefix -> how many more to refuse
         self._tcp: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    def refuse(self, prefix: str, times: int = 1) -> None:
+        """Answer the next `times` commands starting with `prefix` (e.g. "UID MOVE") with a
+        temporary failure, as Gmail does when it is overloaded."""
+        with self.lock:
+            self._refusals[prefix.upper()] = times
+
+    def _refused(self, command: str) -> bool:
+        for prefix, left in self._refusals.items():
+            if left and command.upper().startswith(prefix):
+                self._refusals[prefix] = left - 1
+                return True
+        return False
 
     def __enter__(self) -> FakeGmail:
         self.start()
@@ -276,6 +290,10 @@ class _Session(socketserver.StreamRequestHandler):
         shown = " ".join([*rest.split(" ")[:2], "***"]) if name == "LOGIN" else rest  # never the password
         with self.fake.lock:
             self.fake.commands.append(shown)
+            refused = self.fake._refused(rest)
+        if refused:
+            self.send(f"{tag} NO [UNAVAILABLE] Temporary System Problem. Try again later.")
+            return True
         if not tag or not rest:
             self.send(f"{tag or '*'} BAD missing command")
             return True

@@ -81,3 +81,27 @@ def test_a_server_without_gmail_extensions_is_not_asked_for_them(tmp_path: Path)
     )
     assert [thread for thread, _ in done] == [None, None]
     assert all("labels skipped (the server is not Gmail)" in str(actions) for _, actions in done)
+
+
+def test_a_failed_mailbox_action_is_recorded_then_retried_and_the_mail_stays(tmp_path: Path) -> None:
+    moving = {"actions": {"new-task": {"gmail_labels": ["Triage/New"], "move_to": "Tasks"}}}
+    with FakeGmail(username="me@example.com", password="pw") as gmail, FakeRunServer() as server:
+        gmail.add_message("INBOX", _mail(1, "Export fails"), thrid=7001)
+        gmail.refuse("UID MOVE")
+        write_config(tmp_path, gmail, server.url, routing=moving)
+        first = run_triage("backfill", cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        after_failure = rows(tmp_path / "triage.db", "SELECT routing_status, routing_error FROM decisions")
+        still_there = gmail.uids("INBOX")
+        second = run_triage("backfill", cwd=tmp_path)
+        assert second.returncode == 0, second.stderr
+        moved = gmail.uids("Tasks")
+        labels = gmail.message("Tasks", moved[0]).labels if moved else set()
+        asked = len(server.requests)
+    assert after_failure[0][0] == "error" and "Temporary System Problem" in str(after_failure[0][1])
+    assert still_there == [1]  # the failed move lost nothing
+    assert "nothing to do" in second.stdout and asked == 1  # retried without asking the triage again
+    assert moved == [1] and gmail.uids("INBOX") == [] and labels == {"Triage/New"}
+    assert rows(tmp_path / "triage.db", "SELECT routing_status, routing_error FROM decisions") == [
+        ("done", None)
+    ]
