@@ -7,10 +7,11 @@ stage; each stage hands the next a plain value.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -33,6 +34,7 @@ from triage.store.threads import ThreadAssignment
 from triage.threads import ThreadCandidate, thread_id_for
 
 T = TypeVar("T")
+_SOURCE_CHUNK = 16  # messages read from the source per trip to its thread
 log = logging.getLogger("triage.pipeline")
 
 
@@ -368,8 +370,10 @@ async def backfill(
             workers = [asyncio.create_task(work(queue, leftover)) for _ in range(plan.concurrency)]
             try:
                 messages = iter(await on_source(source.fetch, todo))
-                while (raw := await on_source(next, messages, None)) is not None:
-                    await queue.put(raw)
+                # A few at a time: each trip to the source's thread costs a thread switch.
+                while chunk := await on_source(_take, messages, _SOURCE_CHUNK):
+                    for raw in chunk:
+                        await queue.put(raw)
                 for _ in workers:
                     await queue.put(None)
                 await asyncio.gather(*workers)
@@ -380,6 +384,10 @@ async def backfill(
                 await on_source(pipeline.apply_mailbox_actions, source, job)
     summary.elapsed_s = time.monotonic() - started
     return summary
+
+
+def _take(items: Iterator[T], count: int) -> list[T]:
+    return list(itertools.islice(items, count))
 
 
 async def _undecided_uids(
