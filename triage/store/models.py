@@ -206,7 +206,7 @@ class Thread(Base):
 
     __tablename__ = "threads"
     __table_args__ = (
-        Index("ix_threads_status_activity", "status", "last_activity_at"),
+        Index("ix_threads_last_activity", "last_activity_at"),
         Index("ix_threads_subject_key", "subject_key"),
     )
 
