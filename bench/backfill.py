@@ -11,6 +11,9 @@ b. latency 0, concurrency 32: end-to-end throughput (target >= 500 msg/s), besid
 c. latency 0, concurrency 1: the one-message-at-a-time loop; b/c is the speed-up of concurrency.
 d. latency 0, concurrency 32, 10,000 messages: peak RSS of the triage process (target < 150 MB),
    beside the peak RSS of `python -c "import triage.cli"` measured the same way (os.wait4).
+e. as d, but every message from a new sender with a new subject, so no candidate lookup finds a
+   match early and the thread registry grows to 10,000 threads: e/d shows whether a backfill slows
+   down as its registry grows (it should stay near 1).
 
 The stub run server is this file run with `--serve`, in its own process (its own GIL): a hand-written
 asyncio HTTP/1.1 protocol with keep-alive that answers `POST /runs/wait` after a fixed latency with a
@@ -394,8 +397,9 @@ class Mailbox:
         return self.messages - self.unparseable
 
 
-def write_mbox(path: Path, count: int) -> Mailbox:
-    """`count` varied corpus messages in an mbox file."""
+def write_mbox(path: Path, count: int, *, distinct: bool = False) -> Mailbox:
+    """`count` varied corpus messages in an mbox file; `distinct`: each mail from a new sender, with
+    a new subject (headers put first, where the parser reads them)."""
     sys.path.insert(0, str(TESTS))
     try:
         from corpus import kinds, varied_messages  # type: ignore[import-not-found,unused-ignore]
@@ -404,7 +408,9 @@ def write_mbox(path: Path, count: int) -> Mailbox:
     box = mailbox.mbox(path)
     box.lock()
     try:
-        for raw in varied_messages(count):
+        for n, (kind, raw) in enumerate(zip(kinds(count), varied_messages(count), strict=True)):
+            if distinct and kind != "garbage_bytes":
+                raw = f"From: sender{n}@bench.example\r\nSubject: Matter number {n}\r\n".encode() + raw
             box.add(raw)
         box.flush()
     finally:
@@ -619,6 +625,7 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
     )
     box = write_mbox(workdir / "throughput.mbox", sizes.messages)
     big = write_mbox(workdir / "memory.mbox", sizes.memory_messages)
+    new_people = write_mbox(workdir / "distinct.mbox", sizes.memory_messages, distinct=True)
     print(
         f"mailboxes: {box.messages} and {big.messages} varied corpus messages "
         f"({box.unparseable} and {big.unparseable} of them not mail)",
@@ -640,7 +647,13 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
             "(lower bound: the load client shares the machine)",
             flush=True,
         )
-        for name, conc, mbox in (("b", concurrency, box), ("c", 1, box), ("d", concurrency, big)):
+        scenarios = (
+            ("b", concurrency, box),
+            ("c", 1, box),
+            ("d", concurrency, big),
+            ("e", concurrency, new_people),
+        )
+        for name, conc, mbox in scenarios:
             results[name] = backfill(name, mbox, server, 0.0, conc, workdir)
             describe(results[name])
         if profile is not None:
@@ -652,7 +665,7 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
         results["a"] = backfill("a", box, server, latency_s, concurrency, workdir)
         describe(results["a"])
 
-    a, b, c, d = (results[k] for k in ("a", "b", "c", "d"))
+    a, b, c, d, e = (results[k] for k in ("a", "b", "c", "d", "e"))
     # Messages that are not mail need no run, so the ideal rate counts them as free.
     ideal = concurrency / latency_s * box.messages / box.mail
     capacity_row = Row(
@@ -693,6 +706,12 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
             f"{d.run.max_rss_mb / baseline.max_rss_mb:.2f}x",
             "< 150 MB",
             _yes(d.run.max_rss_mb < 150),
+        ),
+        _row(
+            f"e  as d, new sender and subject each, c={concurrency}",
+            e,
+            f"d: {d.rate:.1f} msg/s",
+            f"{e.rate / max(d.rate, 1e-9):.2f}x d",
         ),
     ]
     print()
