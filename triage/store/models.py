@@ -207,7 +207,7 @@ class Thread(Base):
     __tablename__ = "threads"
     __table_args__ = (
         Index("ix_threads_last_activity", "last_activity_at"),
-        Index("ix_threads_subject_key", "subject_key"),
+        Index("ix_threads_subject_recent", "subject_key", "last_activity_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -241,7 +241,9 @@ class ThreadParticipant(Base):
     """An address on a thread's messages; the index behind "threads with the same people"."""
 
     __tablename__ = "thread_participants"
-    __table_args__ = (Index("ix_thread_participants_address", "address"),)
+    __table_args__ = (Index("ix_thread_participants_recent", "address", "last_activity_at"),)
 
     thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id"), primary_key=True)
     address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    # The thread's, kept in step: a person's most recent threads are one index range. Added in 0008.
+    last_activity_at: Mapped[datetime | None]

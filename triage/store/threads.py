@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from triage.errors import TriageError
 from triage.message import Email
@@ -25,6 +25,7 @@ _THREAD_PARTICIPANTS = select(_THREADS.c.participants).where(_THREADS.c.id == bi
 _INSERT_THREAD = insert(_THREADS)
 _TOUCH_THREAD = update(_THREADS).where(_THREADS.c.id == bindparam("thread_id"))
 _INSERT_PARTICIPANT = insert(_PARTICIPANTS)
+_TOUCH_PARTICIPANTS = update(_PARTICIPANTS).where(_PARTICIPANTS.c.thread_id == bindparam("touched"))
 _MEMBER = select(_MEMBERS.c.id).where(_MEMBERS.c.message_pk == bindparam("member_pk"))
 _INSERT_MEMBER = insert(_MEMBERS)
 _MOVE_MEMBER = update(_MEMBERS).where(_MEMBERS.c.message_pk == bindparam("member_pk"))
@@ -44,16 +45,19 @@ _OPEN = select(_THREADS.c.id, _THREADS.c.title, _THREADS.c.last_activity_at).whe
     _THREADS.c.account == bindparam("account"), _THREADS.c.status == "open"
 )
 _OPEN_BY_ID = _OPEN.where(_THREADS.c.id.in_(bindparam("ids", expanding=True)))
-_WITH_SENDERS = _THREADS.c.id.in_(
-    select(_PARTICIPANTS.c.thread_id).where(_PARTICIPANTS.c.address.in_(bindparam("senders", expanding=True)))
-)
+# Each of these walks one index in order of activity and stops after `limit` rows.
 _NEWEST_FIRST = _THREADS.c.last_activity_at.desc()
-_SAME_SUBJECT_OR_PEOPLE = (
-    _OPEN.where(or_(_THREADS.c.subject_key == bindparam("subject_key"), _WITH_SENDERS))
+_SAME_SUBJECT = (
+    _OPEN.where(_THREADS.c.subject_key == bindparam("subject_key"))
     .order_by(_NEWEST_FIRST)
     .limit(bindparam("limit"))
 )
-_SAME_PEOPLE = _OPEN.where(_WITH_SENDERS).order_by(_NEWEST_FIRST).limit(bindparam("limit"))
+_SAME_PERSON = (
+    _OPEN.join(_PARTICIPANTS, _PARTICIPANTS.c.thread_id == _THREADS.c.id)
+    .where(_PARTICIPANTS.c.address == bindparam("address"))
+    .order_by(_PARTICIPANTS.c.last_activity_at.desc())
+    .limit(bindparam("limit"))
+)
 _RECENT = _OPEN.order_by(_NEWEST_FIRST).limit(bindparam("limit"))
 
 
@@ -93,11 +97,12 @@ def assign(connection: Connection, claimed: Claimed, email: Email, assignment: T
                 "last_activity_at": now,
             },
         )
-        _add_participants(connection, assignment.thread_id, people, known=set())
+        _add_participants(connection, assignment.thread_id, people, now, known=set())
     elif found is not None:  # a reply joins it, or a retried new task finds the one it started
         everyone = sorted(set(found[0]) | set(people))
         connection.execute(_TOUCH_THREAD, {**thread, "last_activity_at": now, "participants": everyone})
-        _add_participants(connection, assignment.thread_id, people, known=set(found[0]))
+        connection.execute(_TOUCH_PARTICIPANTS, {"touched": assignment.thread_id, "last_activity_at": now})
+        _add_participants(connection, assignment.thread_id, people, now, known=set(found[0]))
     member = {"member_pk": message_pk}
     if claimed.fresh or connection.execute(_MEMBER, member).first() is None:
         connection.execute(
@@ -112,9 +117,15 @@ def assign(connection: Connection, claimed: Claimed, email: Email, assignment: T
         connection.execute(_MOVE_MEMBER, {**member, "thread_id": assignment.thread_id})
 
 
-def _add_participants(connection: Connection, thread_id: str, people: list[str], known: set[str]) -> None:
+def _add_participants(
+    connection: Connection, thread_id: str, people: list[str], now: datetime, known: set[str]
+) -> None:
     """Index the addresses not yet listed for the thread (its JSON list mirrors the index)."""
-    new = [{"thread_id": thread_id, "address": address} for address in people if address not in known]
+    new = [
+        {"thread_id": thread_id, "address": address, "last_activity_at": now}
+        for address in people
+        if address not in known
+    ]
     if new:
         connection.execute(_INSERT_PARTICIPANT, new)
 
@@ -157,12 +168,10 @@ def candidates(
             proved += connection.execute(_MEMBERS_BY_GMAIL_THREAD, same).scalars()
         proved = list(dict.fromkeys(proved))
         by_proof = connection.execute(_OPEN_BY_ID, {**where, "ids": proved}).all() if proved else []
-        alike = {**where, "senders": senders}
-        related = (
-            connection.execute(_SAME_SUBJECT_OR_PEOPLE, {**alike, "subject_key": key})
-            if key
-            else connection.execute(_SAME_PEOPLE, alike)
-        ).all()
+        related = connection.execute(_SAME_SUBJECT, {**where, "subject_key": key}).all() if key else []
+        for address in senders:
+            related += connection.execute(_SAME_PERSON, {**where, "address": address}).all()
+        related.sort(key=lambda row: as_utc(row[2]), reverse=True)
         recent = connection.execute(_RECENT, where).all()
     ranked: dict[str, tuple[str, datetime]] = {}
     for tier in (sorted(by_proof, key=lambda row: proved.index(row[0])), related, recent):

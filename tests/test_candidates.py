@@ -1,0 +1,75 @@
+"""Candidate threads for a message, best first, from a real (SQLite) thread registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from triage.message import Email, parse_email
+from triage.sources import RawMessage
+from triage.store import Claim, Outcome, Store
+from triage.store import threads as registry
+from triage.store.threads import ThreadAssignment
+from triage.threads import thread_id_for
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(f"sqlite:///{tmp_path / 'triage.db'}")
+    yield opened
+    opened.close()
+
+
+def _email(uid: int, sender: str, subject: str, *, replies_to: int | None = None) -> Email:
+    answers = f"In-Reply-To: <m{replies_to}@x>\r\n" if replies_to else ""
+    raw = f"From: {sender}\r\nSubject: {subject}\r\nMessage-ID: <m{uid}@x>\r\n{answers}\r\nBody {uid}.\r\n"
+    email = parse_email(raw.encode(), 4000)
+    assert isinstance(email, Email)
+    return email
+
+
+def _record(store: Store, uid: int, email: Email, *, joins: str | None = None) -> str:
+    """Record a decision as the pipeline does: a new task starts a thread, a reply joins one."""
+    raw = RawMessage("acct", "INBOX", 1, uid, b"x" * uid)
+    claimed = store.claim(raw, email, Claim("prompt", "hash", "agent", {}))
+    assert claimed is not None
+    thread_id = joins or thread_id_for(raw)
+    decision = "existing-thread" if joins else "new-task"
+    assignment = ThreadAssignment(thread_id, email.message_id, None if joins else email.subject)
+    store.record(claimed, Outcome("ok", decision, joins), thread=(email, assignment))
+    return thread_id
+
+
+def _ids(store: Store, email: Email, limit: int = 10) -> list[str]:
+    return [candidate.id for candidate in registry.candidates(store, "acct", email, limit)]
+
+
+def test_proof_then_subject_or_people_then_recent(store: Store) -> None:
+    export = _record(store, 1, _email(1, "ann@example.com", "Export fails"))
+    invoice = _record(store, 2, _email(2, "bob@example.com", "Invoice 7"))
+    other = _record(store, 3, _email(3, "cat@example.com", "Lunch"))
+
+    reply = _email(4, "dan@example.com", "Re: something else", replies_to=2)
+    found = registry.candidates(store, "acct", reply, 10)
+    assert [c.id for c in found] == [invoice, other, export]  # proved first, then the newest
+    assert [c.proved_by_headers for c in found] == [True, False, False]
+
+    assert _ids(store, _email(5, "eve@example.com", "RE: Export fails")) == [export, other, invoice]
+    assert _ids(store, _email(6, "Ann@Example.com", "New question")) == [export, other, invoice]
+    assert _ids(store, _email(7, "eve@example.com", "Unrelated"), limit=2) == [other, invoice]
+
+
+def test_a_persons_recently_active_thread_comes_first_and_closed_ones_never(store: Store) -> None:
+    older = _record(store, 1, _email(1, "ann@example.com", "First matter"))
+    newer = _record(store, 2, _email(2, "ann@example.com", "Second matter"))
+    unrelated = _record(store, 3, _email(3, "zed@example.com", "Zed's matter"))
+    assert _ids(store, _email(9, "ann@example.com", "Third")) == [newer, older, unrelated]
+
+    # Ann replies on her older thread: it is now her most recently active one.
+    _record(store, 4, _email(4, "ann@example.com", "Re: First matter", replies_to=1), joins=older)
+    assert _ids(store, _email(9, "ann@example.com", "Third"), limit=2) == [older, newer]
+
+    registry.close(store, older)
+    assert _ids(store, _email(9, "ann@example.com", "Third")) == [newer, unrelated]
