@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    CursorResult,
     Engine,
     Select,
     bindparam,
@@ -36,7 +37,7 @@ from triage.errors import ConfigError, TriageError
 from triage.message import Email
 from triage.sources import RawMessage
 from triage.store import threads
-from triage.store.models import DecisionRecord, MailboxState, StoredMessage
+from triage.store.models import DecisionRecord, MailboxState, StoredMessage, table
 from triage.store.threads import ThreadAssignment
 
 FINAL_STATUSES = ("ok", "needs-review", "unparseable")
@@ -66,8 +67,8 @@ _CARRIED_FIELDS = (
     *("routing_status", "routing_thread_id", "routing_run_id", "routing_actions", "routing_error"),
 )
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-_MESSAGES = StoredMessage.__table__
-_DECISIONS = DecisionRecord.__table__
+_MESSAGES = table(StoredMessage)
+_DECISIONS = table(DecisionRecord)
 # The statements every message runs, built once: building one costs more than executing it.
 # Columns come from each call's parameters; the bound names below are not column names.
 _INSERT_MESSAGE = insert(_MESSAGES)
@@ -264,7 +265,7 @@ class Store:
                     _INSERT_DECISION,
                     {"message_pk": message_pk, "attempts": 0, "created_at": _now(), **values},
                 )
-                decision_pk = int(inserted.inserted_primary_key[0])
+                decision_pk = _inserted_id(inserted)
             elif status in FINAL_STATUSES:
                 return None
             else:
@@ -498,7 +499,13 @@ def _write_message(
             **values,
         },
     )
-    return int(inserted.inserted_primary_key[0])
+    return _inserted_id(inserted)
+
+
+def _inserted_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None, "an INSERT returns the new row's key"
+    return int(key[0])
 
 
 def _identity(raw: RawMessage) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -28,6 +29,11 @@ def as_utc(when: datetime) -> datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+
+
+def table(model: type[Base]) -> Table:
+    """A model's table, for the Core statements of the per-message hot path."""
+    return Base.metadata.tables[model.__tablename__]
 
 
 class MailboxState(Base):

@@ -10,16 +10,16 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from triage.errors import TriageError
 from triage.message import Email
-from triage.store.models import StoredMessage, Thread, ThreadMessage, ThreadParticipant, as_utc
+from triage.store.models import StoredMessage, Thread, ThreadMessage, ThreadParticipant, as_utc, table
 from triage.threads import ThreadCandidate, participants, subject_key
 
 if TYPE_CHECKING:
     from triage.store import Claimed, Store
 
-_THREADS = Thread.__table__
-_MEMBERS = ThreadMessage.__table__
-_PARTICIPANTS = ThreadParticipant.__table__
-_MESSAGES = StoredMessage.__table__
+_THREADS = table(Thread)
+_MEMBERS = table(ThreadMessage)
+_PARTICIPANTS = table(ThreadParticipant)
+_MESSAGES = table(StoredMessage)
 # Built once (see triage.store): the bound names below are not column names.
 _THREAD_PARTICIPANTS = select(_THREADS.c.participants).where(_THREADS.c.id == bindparam("thread_id"))
 _INSERT_THREAD = insert(_THREADS)
@@ -168,7 +168,7 @@ def candidates(
             proved += connection.execute(_MEMBERS_BY_GMAIL_THREAD, same).scalars()
         proved = list(dict.fromkeys(proved))
         by_proof = connection.execute(_OPEN_BY_ID, {**where, "ids": proved}).all() if proved else []
-        related = connection.execute(_SAME_SUBJECT, {**where, "subject_key": key}).all() if key else []
+        related = list(connection.execute(_SAME_SUBJECT, {**where, "subject_key": key})) if key else []
         for address in senders:
             related += connection.execute(_SAME_PERSON, {**where, "address": address}).all()
         related.sort(key=lambda row: as_utc(row[2]), reverse=True)
