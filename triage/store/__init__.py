@@ -76,6 +76,12 @@ _UPDATE_MESSAGE = update(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_p
 _INSERT_DECISION = insert(_DECISIONS)
 _UPDATE_DECISION = update(_DECISIONS).where(_DECISIONS.c.id == bindparam("decision_pk"))
 _RECORD_OUTCOME = _UPDATE_DECISION.values(attempts=_DECISIONS.c.attempts + bindparam("added_attempts"))
+_UNFINISHED = ("pending", "error")  # every status but the final ones
+_UNFINISHED_MESSAGE_KEYS = select(_DECISIONS.c.message_pk).where(_DECISIONS.c.status.in_(_UNFINISHED))
+_IDENTITIES_BY_KEY = select(
+    _MESSAGES.c.account, _MESSAGES.c.mailbox, _MESSAGES.c.uidvalidity, _MESSAGES.c.uid
+).where(_MESSAGES.c.id.in_(bindparam("keys", expanding=True)))
+_KEYS_PER_QUERY = 500  # well under any database's limit on bound parameters
 _MESSAGE_AND_DECISION = (
     select(_MESSAGES.c.id, _DECISIONS.c.id, _DECISIONS.c.status)
     .outerjoin(_DECISIONS, _DECISIONS.c.message_pk == _MESSAGES.c.id)
@@ -226,12 +232,21 @@ class Store:
                 state.updated_at = _now()
 
     def unfinished_uids(self, account: str, mailbox: str, uidvalidity: int) -> list[int]:
-        """Claimed-but-unfinished and failed messages: the ones to run again."""
-        query = _recorded_uids(account, mailbox, uidvalidity).where(
-            DecisionRecord.status.not_in(FINAL_STATUSES)
-        )
-        with self._session() as session:
-            return list(session.scalars(query.order_by(StoredMessage.uid)))
+        """Claimed-but-unfinished and failed messages: the ones to run again.
+
+        Found through the status index, then their messages by key. As one join, SQLite's planner
+        walks the whole mailbox generation instead: 68 ms at 200,000 messages, at every catch-up.
+        """
+        generation = (account, mailbox, uidvalidity)
+        found: list[int] = []
+        with self.engine.connect() as connection:
+            keys = list(connection.execute(_UNFINISHED_MESSAGE_KEYS).scalars())
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = {"keys": keys[start : start + _KEYS_PER_QUERY]}
+                for *where, uid in connection.execute(_IDENTITIES_BY_KEY, chunk):
+                    if tuple(where) == generation:
+                        found.append(uid)
+        return sorted(found)
 
     def decided_uids(self, account: str, mailbox: str, uidvalidity: int, above: int = 0) -> set[int]:
         """UIDs (above `above`) whose outcome is final; the rest of the mailbox still needs triage."""
