@@ -67,6 +67,9 @@ def test_backfill_dry_run_prints_each_decisions_actions_and_does_nothing(
     # uid 2 is settled by a rule: no request, only what that decision would do.
     assert "--- no run: rule:newsletters decides ignore ---\nwould: mark seen" in second
     assert "POST /runs/wait" not in second
+    assert dry.stdout.rstrip().endswith(
+        "dry run: 1 decided without a run, 1 to send; nothing was sent or written"
+    )
 
 
 def test_watch_dry_run_records_decisions_and_carries_nothing_out(

@@ -347,8 +347,9 @@ async def backfill(
         async def work(queue: asyncio.Queue[RawMessage | None], leftover: list[RoutingJob]) -> None:
             while (raw := await queue.get()) is not None:
                 if plan.dry_run:
-                    on_prepared(pipeline.prepare(raw))
-                    summary.statuses["dry-run"] += 1
+                    prepared = pipeline.prepare(raw)
+                    on_prepared(prepared)
+                    summary.statuses[_dry_run_kind(prepared)] += 1
                     continue
                 triaged = await pipeline.triage(raw)
                 summary.add(triaged)
@@ -384,6 +385,12 @@ async def backfill(
                 await on_source(pipeline.apply_mailbox_actions, source, job)
     summary.elapsed_s = time.monotonic() - started
     return summary
+
+
+def _dry_run_kind(prepared: Prepared | Unparseable) -> str:
+    if isinstance(prepared, Unparseable):
+        return "unparseable"
+    return "decided without a run" if prepared.without_run is not None else "to send"
 
 
 def _take(items: Iterator[T], count: int) -> list[T]:

@@ -170,7 +170,8 @@ def _steps(steps: list[str]) -> str:
 
 def print_summary(summary: Summary, plan: BackfillPlan) -> None:
     if plan.dry_run:
-        print(f"dry run: {summary.statuses['dry-run']} messages would be sent; nothing was sent or written")
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(summary.statuses.items())) or "nothing to do"
+        print(f"dry run: {kinds}; nothing was sent or written")
         return
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing to do"
     decisions = ", ".join(f"{n} {d}" for d, n in sorted(summary.decisions.items()))
