@@ -358,6 +358,6 @@ def test_the_daemon_applies_the_retention(setup: tuple[Path, DovecotServer, str]
     bodies = "SELECT m.uid FROM messages m WHERE m.body_excerpt IS NOT NULL ORDER BY m.uid"
     with WatchProcess(folder) as daemon:
         wait_until(lambda: rows(db, bodies) == [(3,)], 30, "old bodies to be forgotten")
-        assert "retention: forgot the bodies of 2 messages older than 5 days" in daemon.log
+        daemon.wait_for_log("retention: forgot the bodies of 2 messages older than 5 days")
         assert daemon.stop() == 0
     assert final_count(db) == 3
