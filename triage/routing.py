@@ -29,13 +29,18 @@ THREAD_DECISIONS = ("new-task", "existing-thread")
 
 def initial_status(settings: RoutingSettings, outcome: Outcome, *, mailbox_actions: bool) -> str | None:
     """What a freshly recorded decision leaves to do: pending, dry-run (execution off) or nothing."""
-    kind = outcome.decision if outcome.status == "ok" else outcome.status
-    on_thread = outcome.status == "ok" and kind in THREAD_DECISIONS
-    actions = settings.actions.get(kind)  # type: ignore[call-overload]
+    on_thread, actions = _thread_and_actions(settings, outcome)
     has_actions = mailbox_actions and actions is not None and not actions.empty
     if (settings.execute and on_thread) or has_actions:
         return "pending"
     return "dry-run" if on_thread else None
+
+
+def _thread_and_actions(settings: RoutingSettings, outcome: Outcome) -> tuple[bool, ActionSettings | None]:
+    """Whether the outcome goes to a LangGraph thread, and the mailbox actions configured for it."""
+    kind = outcome.decision if outcome.status == "ok" else outcome.status
+    on_thread = outcome.status == "ok" and kind in THREAD_DECISIONS
+    return on_thread, settings.actions.get(kind)  # type: ignore[call-overload]
 
 
 def would_do(raw: RawMessage, outcome: Outcome) -> str:
@@ -49,13 +54,8 @@ def planned(
     settings: RoutingSettings, raw: RawMessage, outcome: Outcome, *, mailbox_actions: bool
 ) -> list[str]:
     """Every step carrying this decision out takes under these settings, in words (for dry runs)."""
-    kind = outcome.decision if outcome.status == "ok" else outcome.status
-    steps = (
-        [would_do(raw, outcome)]
-        if settings.execute and outcome.status == "ok" and kind in THREAD_DECISIONS
-        else []
-    )
-    actions = settings.actions.get(kind)  # type: ignore[call-overload]
+    on_thread, actions = _thread_and_actions(settings, outcome)
+    steps = [would_do(raw, outcome)] if settings.execute and on_thread else []
     if mailbox_actions and actions is not None:
         steps += actions.describe()
     return steps

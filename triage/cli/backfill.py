@@ -169,11 +169,10 @@ def _steps(steps: list[str]) -> str:
 
 
 def print_summary(summary: Summary, plan: BackfillPlan) -> None:
-    if plan.dry_run:
-        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(summary.statuses.items())) or "nothing to do"
-        print(f"dry run: {kinds}; nothing was sent or written")
-        return
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing to do"
+    if plan.dry_run:
+        print(f"dry run: {statuses}; nothing was sent or written")
+        return
     decisions = ", ".join(f"{n} {d}" for d, n in sorted(summary.decisions.items()))
     print(
         f"triaged {summary.processed} of {summary.planned} planned in {summary.elapsed_s:.1f} s "
