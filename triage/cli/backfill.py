@@ -9,10 +9,11 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from triage.backfill import BackfillPlan, Summary, backfill
 from triage.config import Settings, load_settings, masked
 from triage.devserver import DevServer
 from triage.message import Unparseable
-from triage.pipeline import BackfillPlan, Pipeline, Prepared, Summary, Triaged, backfill
+from triage.pipeline import Pipeline, Prepared, Triaged
 from triage.progress import Progress
 from triage.prompt import PromptRenderer
 from triage.runs import RunsClient
@@ -37,7 +38,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--source", default="imap", help="'imap' (default) or a path: mbox, Maildir, .eml folder"
     )
-    run.add_argument("--concurrency", type=int, help="runs in flight (default: langgraph.max_concurrency)")
+    run.add_argument(
+        "--concurrency", type=at_least_one, help="runs in flight (default: langgraph.max_concurrency)"
+    )
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -50,6 +53,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "demo", help="triage the bundled sample mailbox with the bundled assistant on a local langgraph dev"
     )
     demo.set_defaults(handler=cmd_demo)
+
+
+def at_least_one(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return number
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -8,9 +8,9 @@ import logging
 from datetime import UTC, date, datetime
 
 from triage import logs
+from triage.backfill import BackfillPlan
 from triage.cli.backfill import print_summary, run_backfill_on
 from triage.config import load_settings
-from triage.pipeline import BackfillPlan
 from triage.sources.imap import ImapSource
 from triage.store import Store
 from triage.store import watchers as leases
