@@ -7,6 +7,7 @@ so memory stays flat however large the mailbox is; at most `concurrency` message
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import Counter
@@ -24,6 +25,9 @@ from triage.store.routing import RoutingJob
 
 T = TypeVar("T")
 _SOURCE_CHUNK = 16  # messages read from the source per trip to its thread
+# How long a batch of records may stay uncommitted: what a crash would make triage again, and how
+# long another writer of the store (a daemon) may wait for it.
+_COMMIT_EVERY_S = 0.1
 
 
 @dataclass(slots=True)
@@ -105,23 +109,39 @@ async def backfill(
             if not plan.dry_run and pipeline.router is not None:
                 leftover += await pipeline.retry_routing(source.account, mailbox, uidvalidity)
             queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(maxsize=max(plan.concurrency * 2, 16))
-            tasks = [asyncio.create_task(work(queue, leftover)) for _ in range(plan.concurrency)]
-            try:
-                messages = iter(await on_source(source.fetch, todo))
-                # A few at a time: each trip to the source's thread costs a thread switch.
-                while chunk := await on_source(_take, messages, _SOURCE_CHUNK):
-                    for raw in chunk:
-                        await queue.put(raw)
-                for _ in tasks:
-                    await queue.put(None)
-                await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:
-                    task.cancel()
+            with _batched_writes(pipeline, plan):
+                tasks = [asyncio.create_task(work(queue, leftover)) for _ in range(plan.concurrency)]
+                committer = asyncio.create_task(_commit_regularly(pipeline.store))
+                try:
+                    messages = iter(await on_source(source.fetch, todo))
+                    # A few at a time: each trip to the source's thread costs a thread switch.
+                    while chunk := await on_source(_take, messages, _SOURCE_CHUNK):
+                        for raw in chunk:
+                            await queue.put(raw)
+                    for _ in tasks:
+                        await queue.put(None)
+                    await asyncio.gather(*tasks)
+                finally:
+                    for task in [*tasks, committer]:
+                        task.cancel()
             for job in leftover:
                 await on_source(pipeline.apply_mailbox_actions, source, job)
     summary.elapsed_s = time.monotonic() - started
     return summary
+
+
+def _batched_writes(pipeline: Pipeline, plan: BackfillPlan) -> contextlib.AbstractContextManager[None]:
+    """Records share transactions when nothing acts on them here (see Store.batched)."""
+    if pipeline.store is None or plan.dry_run or not pipeline.only_records:
+        return contextlib.nullcontext()
+    return pipeline.store.batched()
+
+
+async def _commit_regularly(store: Store | None) -> None:
+    """Commit a batch at least every _COMMIT_EVERY_S, however slowly runs come back."""
+    while store is not None:
+        await asyncio.sleep(_COMMIT_EVERY_S)
+        store.commit_batch()
 
 
 def _dry_run_kind(prepared: Prepared | Unparseable) -> str:

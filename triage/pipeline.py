@@ -16,7 +16,7 @@ from triage.config import RoutingSettings, Settings
 from triage.decision import parse_decision
 from triage.message import Email, Unparseable, parse_email
 from triage.prompt import PromptRenderer
-from triage.routing import Router, apply_mailbox_actions, initial_status, planned, would_do
+from triage.routing import Router, apply_mailbox_actions, initial_status, may_act, planned, would_do
 from triage.rules import first_match
 from triage.runs import RunError, RunsClient, build_request
 from triage.sources import RawMessage, Source
@@ -83,6 +83,11 @@ class Pipeline:
         )
         self.router = Router(self.routing, runs, store) if runs is not None and store is not None else None
         self._in_flight = InFlight()
+
+    @property
+    def only_records(self) -> bool:
+        """Whether triage here records decisions and acts on none (so its writes may be batched)."""
+        return not may_act(self.routing, mailbox_actions=self.mailbox_actions)
 
     def prepare(self, raw: RawMessage) -> Prepared | Unparseable:
         email = parse_email(raw.raw, self.settings.prompt.max_body_chars)

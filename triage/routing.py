@@ -36,6 +36,12 @@ def initial_status(settings: RoutingSettings, outcome: Outcome, *, mailbox_actio
     return "dry-run" if on_thread else None
 
 
+def may_act(settings: RoutingSettings, *, mailbox_actions: bool) -> bool:
+    """Whether any decision can leave something to do (initial_status `pending`)."""
+    has_actions = mailbox_actions and any(not actions.empty for actions in settings.actions.values())
+    return settings.execute or has_actions
+
+
 def _thread_and_actions(settings: RoutingSettings, outcome: Outcome) -> tuple[bool, ActionSettings | None]:
     """Whether the outcome goes to a LangGraph thread, and the mailbox actions configured for it."""
     kind = outcome.decision if outcome.status == "ok" else outcome.status

@@ -157,7 +157,7 @@ def candidates(
     key = subject_key(email.subject)
     senders = sorted({a.email.lower() for a in [*email.from_, *email.reply_to] if a.email})
     where = {"account": account, "limit": limit}
-    with store.engine.connect() as connection:
+    with store.reading() as connection:
         proved: list[str] = []
         if ids:
             rows = connection.execute(_MEMBERS_BY_MESSAGE_ID, {"ids": ids}).all()
