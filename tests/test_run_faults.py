@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import mailbox
+import sqlite3
 import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cli import run_triage
+from cli import popen_triage, run_triage
 from corpus import varied_messages
 from fake_run_server import FakeRunServer
 from store_view import outcomes, rows
+from watchd import wait_until
 
 # uid -> the server's answers to successive attempts (the last one repeats).
 SCRIPT: dict[int, list[str]] = {
@@ -146,3 +148,29 @@ def test_an_unreachable_run_server_ends_in_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"triage: error: cannot reach the LangGraph server at {url}: ConnectError: All connection attempts failed"
     ]
+
+
+def test_a_record_is_committed_at_once_while_the_next_run_hangs(tmp_path: Path) -> None:
+    """A backfill batches its writes, but never holds a record back for long (crash-safe progress)."""
+    source = _mbox(tmp_path / "in.mbox", 3)
+    db = tmp_path / "t.db"
+    with FakeRunServer(ScriptedByUid({2: ["hang"], 3: ["hang"]})) as server:
+        env = {**_env(server.url, db), "TRIAGE_LANGGRAPH__TIMEOUT_S": "60"}
+        process = popen_triage(
+            "backfill", "--source", str(source), "--concurrency", "1", cwd=tmp_path, env=env
+        )
+        try:
+            wait_until(lambda: _outcome(db, 1) == ("ok", "new-task", 1), 20, "uid 1's record")
+            assert process.poll() is None, "the backfill must still be waiting on uid 2's run"
+            assert server.paths.count("/runs/wait") == 2
+        finally:
+            process.kill()
+            process.communicate()
+
+
+def _outcome(db: Path, uid: int) -> tuple[str, str | None, int] | None:
+    """The committed outcome of one message, as another process sees it; None before the schema exists."""
+    try:
+        return outcomes(db).get(uid)
+    except sqlite3.OperationalError:
+        return None
