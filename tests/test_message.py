@@ -107,6 +107,21 @@ def test_defects_become_warnings_and_bad_dates_are_none() -> None:
     assert any("Boundary" in w for w in email.warnings)
 
 
+def test_ids_and_the_date_are_read_as_they_came_without_control_characters() -> None:
+    raw = (
+        b"From: a@example.com\r\nSubject: s\r\n"
+        b"Message-ID: <caf\xe9\x1b[2J@example.com>\r\n"
+        b"In-Reply-To: <parent@example.com> (sent from a phone)\r\n"
+        b"References: <root@example.com>\r\n\t<parent@example.com>\r\n"
+        b"Date: Mon, 02 Nov 2026\x07 09:30:00 +0100\r\n\r\nbody"
+    )
+    email = _parse(raw)
+    assert email.message_id == "<caf\ufffd[2J@example.com>"  # no ESC reaches a terminal or the log
+    assert email.in_reply_to == "<parent@example.com>"
+    assert email.references == ["<root@example.com>", "<parent@example.com>"]
+    assert email.date is not None and email.date.isoformat() == "2026-11-02T09:30:00+01:00"
+
+
 def test_truncation_keeps_head_and_tail_with_a_visible_marker() -> None:
     text = "HEAD" + "x" * 10_000 + "TAIL"
     cut = truncate(text, 300)

@@ -20,6 +20,7 @@ _INVISIBLE_TAGS = ("script", "style", "head", "title", "template", "noscript")
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0", re.I)
 _MANY_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
 _MSG_ID = re.compile(r"<[^<>\s]+>")
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # The stdlib's modern header parser is quadratic in a header's length (a 5 MB Subject takes
 # minutes) and re-parses on every read: header values are cut before it ever sees them. MIME
 # headers are read several times per part, so their bound is tighter.
@@ -156,7 +157,7 @@ def parse_email(raw: bytes, max_body_chars: int) -> Email | Unparseable:
         warnings.append("MIME structure nested too deeply: body not read")
         body, attachments = "", []
     body = _MANY_BLANK_LINES.sub("\n\n", body.replace("\r\n", "\n").replace("\r", "\n")).strip()
-    first_id = _first(_message_ids(_header(msg, "in-reply-to", warnings)))
+    first_id = _first(_message_ids(_unparsed(msg, "in-reply-to")))
     return Email(
         subject=_header(msg, "subject", warnings),
         from_=_addresses(msg, "from", warnings),
@@ -164,9 +165,9 @@ def parse_email(raw: bytes, max_body_chars: int) -> Email | Unparseable:
         cc=_addresses(msg, "cc", warnings),
         reply_to=_addresses(msg, "reply-to", warnings),
         date=_date(msg, warnings),
-        message_id=_first(_message_ids(_header(msg, "message-id", warnings))),
+        message_id=_first(_message_ids(_unparsed(msg, "message-id"))),
         in_reply_to=first_id,
-        references=_message_ids(_header(msg, "references", warnings)),
+        references=_message_ids(_unparsed(msg, "references")),
         list_id=_header(msg, "list-id", warnings) or None,
         list_unsubscribe=_header(msg, "list-unsubscribe", warnings) or None,
         auto_submitted=_header(msg, "auto-submitted", warnings) or None,
@@ -211,6 +212,20 @@ def _header(msg: Message, name: str, warnings: list[str]) -> str:
     return " ".join(str(value).split())
 
 
+def _unparsed(msg: Message, name: str) -> str:
+    """A header's text as it arrived, on one line: for the ids and the date, which are read here.
+
+    The stdlib's parse of those headers (and its re-formatting of the date) cost more than every
+    other header together, and its result was only read back as text. Bytes that are not UTF-8
+    become U+FFFD, and control characters, which no id or date holds, are dropped.
+    """
+    for key, value in msg.raw_items():
+        if key.lower() == name:
+            text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            return " ".join(_CONTROL_CHARS.sub("", text).split())
+    return ""
+
+
 def _raw_header(msg: Message, name: str) -> str:
     for key, value in msg.raw_items():
         if key.lower() == name:
@@ -234,7 +249,7 @@ def _addresses(msg: Message, name: str, warnings: list[str]) -> list[Address]:
 
 
 def _date(msg: Message, warnings: list[str]) -> datetime | None:
-    text = _header(msg, "date", warnings)
+    text = _unparsed(msg, "date")
     if not text:
         return None
     try:
