@@ -159,7 +159,7 @@ def parse_email(raw: bytes, max_body_chars: int) -> Email | Unparseable:
     body = _MANY_BLANK_LINES.sub("\n\n", body.replace("\r\n", "\n").replace("\r", "\n")).strip()
     first_id = _first(_message_ids(_unparsed(msg, "in-reply-to")))
     return Email(
-        subject=_header(msg, "subject", warnings),
+        subject=_unstructured(msg, "subject", warnings),
         from_=_addresses(msg, "from", warnings),
         to=_addresses(msg, "to", warnings),
         cc=_addresses(msg, "cc", warnings),
@@ -210,6 +210,17 @@ def _header(msg: Message, name: str, warnings: list[str]) -> str:
     if value is None:
         return ""
     return " ".join(str(value).split())
+
+
+def _unstructured(msg: Message, name: str, warnings: list[str]) -> str:
+    """A free-text header: plain ASCII with no encoded word is its own decoding, and the common case."""
+    for key, value in msg.raw_items():
+        if key.lower() == name:
+            text = str(value)
+            if text.isascii() and "=?" not in text and text.isprintable():
+                return " ".join(text.split())
+            break
+    return _header(msg, name, warnings)
 
 
 def _unparsed(msg: Message, name: str) -> str:
