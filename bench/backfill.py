@@ -3,6 +3,7 @@
     python bench/backfill.py            # full run (about two minutes on two cores)
     python bench/backfill.py --quick    # smoke run with small mailboxes
     python bench/backfill.py --profile /tmp/b.prof   # also profile scenario b under cProfile
+    python bench/backfill.py --against main~3  # also scenarios b and a, this checkout against a revision
 
 Every figure is compared with something measured in the same run, so the machine's speed cancels out:
 
@@ -28,6 +29,10 @@ the whole process is shown beside it. Correctness: the database must hold exactl
 message, `ok` for every message that is mail and `unparseable` for the corpus's `garbage_bytes` kind
 (which is not mail), and the stub must have served exactly one run per `ok` message (no retries).
 
+`--against REV` checks REV out into a temporary git worktree and runs scenarios b and a three times
+each, alternating this checkout and REV (each imported through PYTHONPATH) against the same stub, so
+that a change's speed-up is measured in one run however fast the machine is that day.
+
 Exit status: 0 when every run finished and every correctness check passed (targets missed or not),
 1 otherwise. Nothing is written outside a temporary directory, which is removed at the end.
 """
@@ -45,6 +50,7 @@ import re
 import select
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -434,10 +440,16 @@ def backfill(
     workdir: Path,
     *,
     profile: Path | None = None,
+    code: Path | None = None,
 ) -> Backfill:
-    """Run one scenario with a fresh database and check what it recorded."""
+    """Run one scenario with a fresh database and check what it recorded.
+
+    `code` is a checkout of triage to run instead of the installed one (through PYTHONPATH).
+    """
     db = workdir / f"{name}.db"
     env = clean_env(TRIAGE_LANGGRAPH__URL=server.url, TRIAGE_STORE__URL=f"sqlite:///{db}")
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     runs_before = server.stats()["runs"]
     python = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
     argv = [*python, "-m", "triage", "backfill", "--source", str(box.path), "--quiet"]
@@ -600,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="runs in flight (default 32)")
     parser.add_argument("--profile", type=Path, help="also run scenario b under cProfile, writing PATH")
     parser.add_argument("--no-echo", action="store_true", help="stub answers '...', not the prompt")
+    parser.add_argument("--against", metavar="REV", help="also compare this checkout with a git revision")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--latency", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -613,7 +626,56 @@ def main(argv: list[str] | None = None) -> int:
         sizes.capacity_requests,
     )
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
-        return _bench(Path(tmp), sizes, args.concurrency, args.profile, echo_prompt=not args.no_echo)
+        failed = _bench(Path(tmp), sizes, args.concurrency, args.profile, echo_prompt=not args.no_echo)
+        if args.against:
+            failed |= compare(args.against, Path(tmp), sizes.messages, args.concurrency)
+    return failed
+
+
+COMPARE_ROUNDS = 3
+
+
+def compare(revision: str, workdir: Path, messages: int, concurrency: int) -> int:
+    """Scenarios b and a, alternating this checkout and `revision`; medians and their ratio."""
+    other = workdir / "against"
+    added = _git("worktree", "add", "--detach", str(other), revision)
+    if added.returncode != 0:
+        print(f"\ncannot check out {revision}: {added.stderr.strip()}")
+        return 1
+    try:
+        box = write_mbox(workdir / "compare.mbox", messages)
+        print(f"\nthis checkout against {revision}, {COMPARE_ROUNDS} alternating runs each:")
+        rows: list[tuple[str, list[float], list[float]]] = []
+        problems: list[str] = []
+        for label, latency_s in (("b  latency 0", 0.0), ("a  latency 100 ms", 0.1)):
+            rates: dict[Path, list[float]] = {REPO: [], other: []}
+            with stub_server(latency_s) as server:
+                for round_ in range(COMPARE_ROUNDS):
+                    for code in (REPO, other):
+                        name = f"{label[0]}-{code.name}-{round_}"
+                        result = backfill(name, box, server, latency_s, concurrency, workdir, code=code)
+                        rates[code].append(result.rate)
+                        problems += [f"{name}: {problem}" for problem in result.problems]
+            rows.append((f"{label}, c={concurrency}", rates[REPO], rates[other]))
+        for label, ours, theirs in rows:
+            print(
+                f"  {label}: {statistics.median(ours):.1f} msg/s against {statistics.median(theirs):.1f}"
+                f" = {statistics.median(ours) / max(statistics.median(theirs), 1e-9):.2f}x"
+                f"  (runs: {_rates(ours)} against {_rates(theirs)})"
+            )
+        verdict = "; ".join(problems) if problems else "every run recorded one decision per message"
+        print(f"correctness: {'FAILED: ' if problems else ''}{verdict}")
+        return 1 if problems else 0
+    finally:
+        _git("worktree", "remove", "--force", str(other))
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False)
+
+
+def _rates(rates: list[float]) -> str:
+    return ", ".join(f"{rate:.0f}" for rate in rates)
 
 
 def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, *, echo_prompt: bool) -> int:
