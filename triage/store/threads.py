@@ -172,11 +172,13 @@ def candidates(
         for address in senders:
             related += connection.execute(_SAME_PERSON, {**where, "address": address}).all()
         related.sort(key=lambda row: as_utc(row[2]), reverse=True)
-        recent = connection.execute(_RECENT, where).all()
-    ranked: dict[str, tuple[str, datetime]] = {}
-    for tier in (sorted(by_proof, key=lambda row: proved.index(row[0])), related, recent):
-        for thread_id, title, last_activity in tier:
+        proof_first = sorted(by_proof, key=lambda row: proved.index(row[0]))
+        ranked: dict[str, tuple[str, datetime]] = {}
+        for thread_id, title, last_activity in [*proof_first, *related]:
             ranked.setdefault(thread_id, (title, last_activity))
+        if len(ranked) < limit:  # the most recent threads come last: only asked for when there is room
+            for thread_id, title, last_activity in connection.execute(_RECENT, where):
+                ranked.setdefault(thread_id, (title, last_activity))
     best = list(ranked.items())[:limit]
     return [
         ThreadCandidate(thread_id, title, as_utc(last_activity), thread_id in proved)
