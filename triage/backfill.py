@@ -2,6 +2,7 @@
 
 The source is read on a thread of its own (IMAP clients are not thread-safe) into a bounded queue,
 so memory stays flat however large the mailbox is; at most `concurrency` messages are in flight.
+Where nothing acts on a decision in this process, records are committed in batches (Store.batched).
 """
 
 from __future__ import annotations
