@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -110,9 +110,8 @@ async def backfill(
             if not plan.dry_run and pipeline.router is not None:
                 leftover += await pipeline.retry_routing(source.account, mailbox, uidvalidity)
             queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(maxsize=max(plan.concurrency * 2, 16))
-            with _batched_writes(pipeline, plan):
+            async with _batched_writes(pipeline, plan):
                 tasks = [asyncio.create_task(work(queue, leftover)) for _ in range(plan.concurrency)]
-                committer = asyncio.create_task(_commit_regularly(pipeline.store))
                 try:
                     messages = iter(await on_source(source.fetch, todo))
                     # A few at a time: each trip to the source's thread costs a thread switch.
@@ -123,7 +122,7 @@ async def backfill(
                         await queue.put(None)
                     await asyncio.gather(*tasks)
                 finally:
-                    for task in [*tasks, committer]:
+                    for task in tasks:
                         task.cancel()
             for job in leftover:
                 await on_source(pipeline.apply_mailbox_actions, source, job)
@@ -131,17 +130,25 @@ async def backfill(
     return summary
 
 
-def _batched_writes(pipeline: Pipeline, plan: BackfillPlan) -> contextlib.AbstractContextManager[None]:
-    """Records share transactions when nothing acts on them here (see Store.batched)."""
-    if pipeline.store is None or plan.dry_run or not pipeline.only_records:
-        return contextlib.nullcontext()
-    return pipeline.store.batched()
+@contextlib.asynccontextmanager
+async def _batched_writes(pipeline: Pipeline, plan: BackfillPlan) -> AsyncIterator[None]:
+    """Records share transactions when nothing acts on them here (see Store.batched), committed at
+    least every _COMMIT_EVERY_S however slowly runs come back."""
+    store = pipeline.store
+    if store is None or plan.dry_run or not pipeline.only_records:
+        yield
+        return
+    with store.batched():
+        committer = asyncio.create_task(_commit_every(store, _COMMIT_EVERY_S))
+        try:
+            yield
+        finally:
+            committer.cancel()
 
 
-async def _commit_regularly(store: Store | None) -> None:
-    """Commit a batch at least every _COMMIT_EVERY_S, however slowly runs come back."""
-    while store is not None:
-        await asyncio.sleep(_COMMIT_EVERY_S)
+async def _commit_every(store: Store, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
         store.commit_batch()
 
 

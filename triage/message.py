@@ -214,12 +214,9 @@ def _header(msg: Message, name: str, warnings: list[str]) -> str:
 
 def _unstructured(msg: Message, name: str, warnings: list[str]) -> str:
     """A free-text header: plain ASCII with no encoded word is its own decoding, and the common case."""
-    for key, value in msg.raw_items():
-        if key.lower() == name:
-            text = str(value)
-            if text.isascii() and "=?" not in text and text.isprintable():
-                return " ".join(text.split())
-            break
+    text = _raw_value(msg, name)
+    if text is not None and text.isascii() and "=?" not in text and text.isprintable():
+        return " ".join(text.split())
     return _header(msg, name, warnings)
 
 
@@ -230,21 +227,29 @@ def _unparsed(msg: Message, name: str) -> str:
     other header together, and its result was only read back as text. Bytes that are not UTF-8
     become U+FFFD, and control characters, which no id or date holds, are dropped.
     """
-    for key, value in msg.raw_items():
-        if key.lower() == name:
-            text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            return " ".join(_CONTROL_CHARS.sub("", text).split())
-    return ""
+    text = _raw_value(msg, name)
+    if text is None:
+        return ""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return " ".join(_CONTROL_CHARS.sub("", text).split())
 
 
 def _raw_header(msg: Message, name: str) -> str:
+    text = _raw_value(msg, name)
+    if text is None:
+        return ""
+    try:
+        return str(make_header(decode_header(text)))
+    except Exception:
+        return text
+
+
+def _raw_value(msg: Message, name: str) -> str | None:
+    """The first `name` header's value as the parser stored it (cut to its bound, not decoded)."""
     for key, value in msg.raw_items():
         if key.lower() == name:
-            try:
-                return str(make_header(decode_header(str(value))))
-            except Exception:
-                return str(value)
-    return ""
+            return str(value)
+    return None
 
 
 def _addresses(msg: Message, name: str, warnings: list[str]) -> list[Address]:
