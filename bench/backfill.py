@@ -10,7 +10,7 @@ Every figure is compared with something measured in the same run, so the machine
 a. latency 100 ms, concurrency 32: throughput against the ideal concurrency / latency (target >= 0.90).
 b. latency 0, concurrency 32: end-to-end throughput (target >= 500 msg/s), beside
 c. latency 0, concurrency 1: the one-message-at-a-time loop; b/c is the speed-up of concurrency.
-d. latency 0, concurrency 32, 10,000 messages: peak RSS of the triage process (target < 150 MB),
+d. latency 0, concurrency 32, 10,000 messages: peak RSS of triage and its run worker (target < 150 MB),
    beside the peak RSS of `python -c "import triage.cli"` measured the same way (os.wait4).
 e. as d, but every message from a new sender with a new subject, so no candidate lookup finds a
    match early and the thread registry grows to 10,000 threads: e/d shows whether a backfill slows
@@ -337,11 +337,18 @@ class Run:
 
 
 def run_measured(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: float) -> Run:
-    """Run a subprocess and reap it alone with os.wait4, so its rusage is its own and nobody else's."""
+    """Run a subprocess and reap it alone with os.wait4, so its rusage is its own and nobody else's.
+
+    CPU time includes the processes it started and waited for (triage's run worker). Peak RSS is
+    the sum of each process's own peak (VmHWM), sampled while they run: wait4 alone would give the
+    largest of them, not their total.
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
         deadline = started + timeout_s
+        peaks_kib: dict[int, int] = {}
+        next_sample = started
         try:
             while True:
                 pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -349,6 +356,9 @@ def run_measured(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: 
                     break
                 if time.perf_counter() > deadline:
                     raise TimeoutError(f"{argv[:4]} still running after {timeout_s:g} s")
+                if time.perf_counter() >= next_sample:
+                    _sample_peaks(process.pid, peaks_kib)
+                    next_sample = time.perf_counter() + 0.02
                 time.sleep(0.002)
         except BaseException:
             process.kill()
@@ -362,10 +372,23 @@ def run_measured(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: 
             process.returncode,
             wall_s,
             usage.ru_utime + usage.ru_stime,
-            usage.ru_maxrss / 1024,  # KiB on Linux
+            max(usage.ru_maxrss, sum(peaks_kib.values())) / 1024,  # KiB on Linux
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
         )
+
+
+def _sample_peaks(pid: int, peaks_kib: dict[int, int]) -> None:
+    """The peak RSS so far of a process and of every process below it, from /proc."""
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError, ValueError):
+            status = Path(f"/proc/{current}/status").read_text()
+            hwm = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+            peaks_kib[current] = max(peaks_kib.get(current, 0), int(hwm.split()[1]))
+            children = Path(f"/proc/{current}/task/{current}/children").read_text()
+            pending += [int(child) for child in children.split()]
 
 
 def clean_env(**overrides: str) -> dict[str, str]:

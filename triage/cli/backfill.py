@@ -16,7 +16,7 @@ from triage.message import Unparseable
 from triage.pipeline import Pipeline, Prepared, Triaged
 from triage.progress import Progress
 from triage.prompt import PromptRenderer
-from triage.runs import RunsClient
+from triage.runs_worker import RunsWorker
 from triage.sources import Source
 from triage.sources.files import FileSource
 from triage.sources.imap import ImapSource
@@ -120,7 +120,7 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
     try:
         # The connection pool follows --concurrency, or runs would queue for connections.
         pooled = settings.langgraph.model_copy(update={"max_concurrency": plan.concurrency})
-        async with RunsClient(pooled) as runs:
+        async with RunsWorker(pooled) as runs:
             await runs.check_reachable()
             pipeline = Pipeline(settings, renderer, runs, store, mailbox_actions=mailbox_actions)
 

@@ -1,0 +1,99 @@
+"""The run worker: a backfill's runs are made by a child process; killing either process loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from cli import popen_triage, run_triage
+from fake_run_server import FakeRunServer
+from store_view import outcomes, rows
+from test_run_faults import ScriptedByUid, _env, _mbox
+from watchd import wait_until
+
+N_MESSAGES = 12
+
+
+def _run_worker_of(pid: int) -> int | None:
+    """The pid of `pid`'s run worker child, if it has one now."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    for child in map(int, children):
+        try:
+            if b"triage.runs_worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
+        except OSError:
+            continue
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_run_worker_fails_only_the_runs_it_held_and_a_new_one_does_the_rest(
+    tmp_path: Path,
+) -> None:
+    source = _mbox(tmp_path / "in.mbox", N_MESSAGES)
+    db = tmp_path / "t.db"
+    # uids 2 and 3 hang on their first attempt, so they are the runs the worker holds when killed.
+    with FakeRunServer(ScriptedByUid({2: ["hang", "ok"], 3: ["hang", "ok"]})) as server:
+        env = {**_env(server.url, db), "TRIAGE_LANGGRAPH__TIMEOUT_S": "60"}
+        args = ("backfill", "--source", str(source), "--concurrency", "2")
+        process = popen_triage(*args, cwd=tmp_path, env=env)
+        try:
+            wait_until(lambda: len(server.requests) == 3, 30, "uid 1 answered, uids 2 and 3 hanging")
+            worker = _run_worker_of(process.pid)
+            assert worker is not None, "backfill runs its runs in a child process"
+            os.kill(worker, signal.SIGKILL)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 0, stderr
+        assert "Traceback" not in stderr
+
+        first = outcomes(db)
+        assert len(first) == N_MESSAGES
+        assert {uid for uid, (status, _, _) in first.items() if status == "error"} == {2, 3}
+        assert all(status == "ok" for uid, (status, _, _) in first.items() if uid not in (2, 3))
+        errors = rows(
+            db,
+            "SELECT d.error_kind, d.error_text FROM decisions d JOIN messages m ON m.id = d.message_pk "
+            "WHERE m.uid IN (2, 3)",
+        )
+        assert errors == [("connect", "the run worker process exited (status -9)")] * 2
+        assert "2 failed runs stay undecided" in stdout
+        # Every other message was sent once, by the worker that replaced the killed one.
+        assert len(server.requests) == N_MESSAGES
+
+        again = run_triage(*args, cwd=tmp_path, env=env)
+        assert again.returncode == 0, again.stderr
+        assert "triaged 2 of 2 planned" in again.stdout
+        final = outcomes(db)
+        assert len(final) == N_MESSAGES
+        assert all(status == "ok" for status, _, _ in final.values())
+        assert len(server.requests) == N_MESSAGES + 2
+
+
+def test_the_run_worker_exits_when_its_backfill_is_killed(tmp_path: Path) -> None:
+    source = _mbox(tmp_path / "in.mbox", 3)
+    with FakeRunServer(["hang"]) as server:
+        env = {**_env(server.url, tmp_path / "t.db"), "TRIAGE_LANGGRAPH__TIMEOUT_S": "60"}
+        process = popen_triage("backfill", "--source", str(source), cwd=tmp_path, env=env)
+        try:
+            wait_until(lambda: len(server.requests) == 3, 30, "three runs hanging")
+            worker = _run_worker_of(process.pid)
+            assert worker is not None and _alive(worker)
+            process.kill()
+            process.communicate(timeout=30)
+            # Its stdin closes with its parent: it stops, and is not left to run on its own.
+            wait_until(lambda: not _alive(worker), 30, "the orphaned run worker to exit")
+        finally:
+            process.kill()

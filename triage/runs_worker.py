@@ -1,0 +1,231 @@
+"""Stateless runs made by a child process, so the HTTP client's CPU is spent on a core of its own.
+
+A backfill against a fast server is CPU-bound on one core, and httpx costs about as much per run as
+parsing, rendering and recording together. `RunsWorker` stands in for a `RunsClient`: each call goes
+down the child's stdin as a pickled frame; the child makes it on its own RunsClient (its own event
+loop, retries and deadlines) and answers on a pipe of its own, tagged with the call's number. Both
+ends are this package, so pickle is safe. The settings, API key included, travel the same way,
+never on a command line.
+
+If the child dies, the calls it held fail as `connect` errors (their messages stay undecided and
+the next pass runs them again), and the next call starts a new child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from triage.config import LangGraphSettings
+from triage.errors import TriageError
+from triage.runs import ErrorKind, RunError, RunResult, RunsClient, check_transport
+
+_LENGTH = struct.Struct("!I")
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_FRAME_LIMIT = 64 * 1024 * 1024  # a RunResult holds at most a 16 MB response, decoded
+_STOP_GRACE_S = 5.0
+# Beyond the child's own deadlines and backoffs: how long a call may wait for a child that hangs.
+_ANSWER_SLACK_S = 30.0
+
+
+# An exception crossing the pipe, as plain values (RunError's keyword fields do not survive pickling,
+# and this module's own classes would pickle as `__main__`'s in the child): a RunError's kind, detail,
+# HTTP status and attempts, or a TriageError's line with kind None.
+_Failure = tuple[ErrorKind | None, str, int | None, int]
+
+
+def _failure(error: RunError | TriageError) -> _Failure:
+    if isinstance(error, RunError):
+        return error.kind, error.detail, error.http_status, error.attempts
+    return None, str(error), None, 0
+
+
+def _raised(failure: _Failure) -> Exception:
+    kind, detail, http_status, attempts = failure
+    if kind is None:
+        return TriageError(detail)
+    return RunError(kind, detail, http_status=http_status, attempts=attempts)
+
+
+@dataclass(slots=True)
+class _Child:
+    process: asyncio.subprocess.Process
+    calls: asyncio.StreamWriter
+    pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
+    gone: bool = False
+    reader: asyncio.Task[None] | None = None
+
+
+class RunsWorker:
+    """The RunsClient calls of a backfill (`wait`, `api`, `check_reachable`), made in a child process."""
+
+    def __init__(self, settings: LangGraphSettings, *, backoff_base_s: float = 0.5) -> None:
+        check_transport(settings)
+        self.settings = settings
+        self.backoff_base_s = backoff_base_s
+        self._child: _Child | None = None
+        self._starting = asyncio.Lock()
+        self._calls = 0
+        self._answer_within_s = (
+            settings.max_attempts * (settings.timeout_s + settings.backoff_cap_s) + _ANSWER_SLACK_S
+        )
+
+    async def __aenter__(self) -> RunsWorker:
+        await self._running_child()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._child is not None:
+            await _stop(self._child)
+
+    async def wait(self, body: dict[str, Any]) -> RunResult:
+        result: RunResult = await self._call("wait", body)
+        return result
+
+    async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return await self._call("api", method, path, body)
+
+    async def check_reachable(self) -> None:
+        try:
+            await self._call("check_reachable")
+        except RunError as error:  # the worker itself failed: still one line, not a traceback
+            raise TriageError(f"cannot reach the LangGraph server at {self.settings.url}: {error}") from None
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        child = await self._running_child()
+        self._calls += 1
+        call = self._calls
+        answer = asyncio.get_running_loop().create_future()
+        child.pending[call] = answer
+        try:
+            child.calls.write(_frame((call, name, args)))
+            async with asyncio.timeout(self._answer_within_s):
+                return await answer
+        except TimeoutError:
+            detail = f"the run worker gave no answer in {self._answer_within_s:g} s"
+            raise RunError("timeout", detail) from None
+        finally:
+            child.pending.pop(call, None)
+
+    async def _running_child(self) -> _Child:
+        async with self._starting:
+            if self._child is None or self._child.gone:
+                self._child = await self._start()
+            return self._child
+
+    async def _start(self) -> _Child:
+        answers_read, answers_write = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-P",  # not the working directory's `triage`, if it has one: this very package
+                "-m",
+                "triage.runs_worker",
+                str(answers_write),
+                stdin=asyncio.subprocess.PIPE,
+                pass_fds=(answers_write,),
+                env={**os.environ, "PYTHONPATH": os.pathsep.join([_PACKAGE_ROOT, *_python_path()])},
+            )
+        finally:
+            os.close(answers_write)
+        assert process.stdin is not None
+        child = _Child(process, process.stdin)
+        child.calls.write(_frame((self.settings, self.backoff_base_s)))
+        answers = asyncio.StreamReader(limit=_FRAME_LIMIT)
+        await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(answers), os.fdopen(answers_read, "rb", buffering=0)
+        )
+        child.reader = asyncio.create_task(_read_answers(child, answers))
+        return child
+
+
+async def _read_answers(child: _Child, answers: asyncio.StreamReader) -> None:
+    try:
+        while True:
+            call, ok, value = await _read_frame(answers)
+            answer = child.pending.get(call)
+            if answer is not None and not answer.done():
+                if ok:
+                    answer.set_result(value)
+                else:
+                    answer.set_exception(_raised(value))
+    except asyncio.IncompleteReadError:
+        child.gone = True  # before any await: from here on, calls start a new child
+        status = await child.process.wait()
+        failure = RunError("connect", f"the run worker process exited (status {status})")
+        for answer in child.pending.values():
+            if not answer.done():
+                answer.set_exception(failure)
+
+
+async def _stop(child: _Child) -> None:
+    """Close the child's stdin (it finishes nothing more and exits), killing it if it lingers."""
+    child.gone = True
+    child.calls.close()
+    try:
+        async with asyncio.timeout(_STOP_GRACE_S):
+            await child.process.wait()
+    except TimeoutError:
+        child.process.kill()
+        await child.process.wait()
+    if child.reader is not None:
+        await child.reader
+
+
+def _python_path() -> list[str]:
+    return [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+
+
+def _frame(value: Any) -> bytes:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> Any:
+    (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+    return pickle.loads(await reader.readexactly(length))
+
+
+async def _serve(answers_fd: int) -> None:
+    """The child: make each call on one RunsClient, answer each as it finishes, until stdin closes."""
+    loop = asyncio.get_running_loop()
+    calls = asyncio.StreamReader(limit=_FRAME_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(calls), sys.stdin.buffer)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(answers_fd, "wb", buffering=0)
+    )
+    answers = asyncio.StreamWriter(transport, protocol, None, loop)
+    settings, backoff_base_s = await _read_frame(calls)
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async with RunsClient(settings, backoff_base_s=backoff_base_s) as runs:
+
+        async def answer(call: int, name: str, args: tuple[Any, ...]) -> None:
+            try:
+                reply = (call, True, await getattr(runs, name)(*args))
+            except (RunError, TriageError) as error:
+                reply = (call, False, _failure(error))
+            answers.write(_frame(reply))
+
+        with contextlib.suppress(asyncio.IncompleteReadError):  # stdin closed: the parent is done
+            while True:
+                call, name, args = await _read_frame(calls)
+                task = asyncio.create_task(answer(call, name, args))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        for task in in_flight:
+            task.cancel()
+
+
+if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group; the parent decides when this child stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(_serve(int(sys.argv[1])))
