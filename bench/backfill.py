@@ -383,10 +383,10 @@ def _sample_peaks(pid: int, peaks_kib: dict[int, int]) -> None:
     pending = [pid]
     while pending:
         current = pending.pop()
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):  # gone, or a zombie (no VmHWM line)
             status = Path(f"/proc/{current}/status").read_text()
-            hwm = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-            peaks_kib[current] = max(peaks_kib.get(current, 0), int(hwm.split()[1]))
+            hwm = status.split("VmHWM:", 1)[1].split()[0] if "VmHWM:" in status else "0"
+            peaks_kib[current] = max(peaks_kib.get(current, 0), int(hwm))
             children = Path(f"/proc/{current}/task/{current}/children").read_text()
             pending += [int(child) for child in children.split()]
 
