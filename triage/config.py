@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -183,17 +182,6 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's values arrive as init arguments; the environment wins over them.
         return (env_settings, init_settings)
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether a host is this machine, decided without a DNS lookup (no name but localhost is)."""
-    name = host.strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def config_path(explicit: Path | None) -> Path | None:

@@ -18,7 +18,7 @@ from triage.message import Email, Unparseable, parse_email
 from triage.prompt import PromptRenderer
 from triage.routing import Router, apply_mailbox_actions, initial_status, may_act, planned, would_do
 from triage.rules import first_match
-from triage.runs import RunError, RunsClient, build_request
+from triage.runs import RunError, Runs, build_request
 from triage.sources import RawMessage, Source
 from triage.sources.imap import ImapSource
 from triage.store import Claim, Outcome, Store
@@ -62,7 +62,7 @@ class Pipeline:
         self,
         settings: Settings,
         renderer: PromptRenderer,
-        runs: RunsClient | None,
+        runs: Runs | None,
         store: Store | None,
         *,
         mailbox_actions: bool = False,

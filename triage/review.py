@@ -42,7 +42,7 @@ from triage.errors import ConfigError, TriageError
 from triage.message import Address, Attachment, Email
 from triage.pipeline import Pipeline, Prepared, decide_without_run
 from triage.prompt import PromptRenderer
-from triage.runs import RunsClient
+from triage.runs import RunsClient, RunsSettings
 from triage.sources import RawMessage
 from triage.store import Outcome, Store
 from triage.store.models import (
@@ -723,7 +723,7 @@ async def replay(
         run_settings.langgraph.assistant_id,
         run_settings.langgraph.url,
     )
-    async with RunsClient(run_settings.langgraph) as runs:
+    async with RunsClient(RunsSettings.of(run_settings.langgraph)) as runs:
         await runs.check_reachable()
         pipeline = Pipeline(run_settings, renderer, runs, store)
         slots = asyncio.Semaphore(options.concurrency)

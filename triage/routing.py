@@ -14,7 +14,7 @@ from typing import Any
 from imapclient.exceptions import IMAPClientError
 
 from triage.config import ActionSettings, RoutingSettings
-from triage.runs import RunError, RunsClient
+from triage.runs import RunError, Runs
 from triage.sources import RawMessage
 from triage.sources.imap import ImapSource
 from triage.store import Outcome, Store
@@ -83,7 +83,7 @@ def job_thread_id(job: RoutingJob) -> str | None:
 class Router:
     """The LangGraph half of routing; the mailbox half runs where the IMAP connection lives."""
 
-    def __init__(self, settings: RoutingSettings, runs: RunsClient, store: Store) -> None:
+    def __init__(self, settings: RoutingSettings, runs: Runs, store: Store) -> None:
         self.settings = settings
         self.runs = runs
         self.store = store

@@ -15,14 +15,17 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 
-from triage.config import LangGraphSettings, is_loopback_host
 from triage.errors import ConfigError, TriageError
+from triage.hosts import is_loopback_host
+
+if TYPE_CHECKING:  # at run time this module never loads the settings (see RunsSettings)
+    from triage.config import LangGraphSettings
 
 ErrorKind = Literal["connect", "timeout", "http", "bad-body", "graph-error", "no-answer"]
 _RETRYABLE: frozenset[str] = frozenset({"connect", "timeout", "bad-body"})
@@ -66,6 +69,45 @@ class RunResult:
     latency_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class RunsSettings:
+    """What a RunsClient uses of `[langgraph]`, as plain values.
+
+    A run worker (triage.runs_worker) receives these without loading pydantic and the settings
+    module, which would be half of its memory.
+    """
+
+    url: str
+    api_key: str | None = field(repr=False)
+    timeout_s: float
+    max_concurrency: int
+    max_attempts: int
+    backoff_cap_s: float
+
+    @classmethod
+    def of(cls, settings: LangGraphSettings, *, max_concurrency: int | None = None) -> RunsSettings:
+        """Checked first: the API key is never sent in clear to a host that is not this one."""
+        check_transport(settings)
+        return cls(
+            url=settings.url.rstrip("/"),
+            api_key=settings.api_key.get_secret_value() if settings.api_key is not None else None,
+            timeout_s=settings.timeout_s,
+            max_concurrency=max_concurrency or settings.max_concurrency,
+            max_attempts=settings.max_attempts,
+            backoff_cap_s=settings.backoff_cap_s,
+        )
+
+
+class Runs(Protocol):
+    """Calls to the LangGraph server: a RunsClient, or a RunsWorker making them in a child process."""
+
+    async def wait(self, body: dict[str, Any]) -> RunResult: ...
+
+    async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any: ...
+
+    async def check_reachable(self) -> None: ...
+
+
 def build_request(
     settings: LangGraphSettings, prompt: str, identity_metadata: dict[str, Any]
 ) -> dict[str, Any]:
@@ -91,19 +133,18 @@ class RunsClient:
     connection (against bench/backfill.py's stub server, 420 against 1,540 requests/s at 32 in flight).
     """
 
-    def __init__(self, settings: LangGraphSettings, *, backoff_base_s: float = 0.5) -> None:
-        check_transport(settings)
+    def __init__(self, settings: RunsSettings, *, backoff_base_s: float = 0.5) -> None:
         self.settings = settings
         self.backoff_base_s = backoff_base_s
         self._headers = {"accept": "application/json"}
         if settings.api_key is not None:
-            self._headers["x-api-key"] = settings.api_key.get_secret_value()
+            self._headers["x-api-key"] = settings.api_key
         self._tls = httpx.create_ssl_context()  # shared: loading the CA bundle is slow
         self._idle: list[httpx.AsyncClient] = []
         self._opened: list[httpx.AsyncClient] = []
         self._free = asyncio.Semaphore(settings.max_concurrency)
         # Parsed once: httpx parses (and validates) a path string again on every request.
-        self._wait_url = httpx.URL(settings.url.rstrip("/") + "/runs/wait")
+        self._wait_url = httpx.URL(settings.url + "/runs/wait")
 
     async def __aenter__(self) -> RunsClient:
         return self
@@ -124,7 +165,7 @@ class RunsClient:
 
     def _open(self) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
-            base_url=self.settings.url.rstrip("/"),
+            base_url=self.settings.url,
             headers=self._headers,
             timeout=httpx.Timeout(self.settings.timeout_s, connect=min(self.settings.timeout_s, 10.0)),
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),

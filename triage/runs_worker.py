@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from triage.config import LangGraphSettings
 from triage.errors import TriageError
-from triage.runs import ErrorKind, RunError, RunResult, RunsClient, check_transport
+from triage.runs import ErrorKind, RunError, RunResult, RunsClient, RunsSettings
 
 _LENGTH = struct.Struct("!I")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -67,8 +66,7 @@ class _Child:
 class RunsWorker:
     """The RunsClient calls of a backfill (`wait`, `api`, `check_reachable`), made in a child process."""
 
-    def __init__(self, settings: LangGraphSettings, *, backoff_base_s: float = 0.5) -> None:
-        check_transport(settings)
+    def __init__(self, settings: RunsSettings, *, backoff_base_s: float = 0.5) -> None:
         self.settings = settings
         self.backoff_base_s = backoff_base_s
         self._child: _Child | None = None

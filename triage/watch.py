@@ -30,7 +30,7 @@ from triage.config import ImapSettings, Settings
 from triage.errors import TriageError
 from triage.pipeline import Pipeline, Triaged
 from triage.prompt import PromptRenderer
-from triage.runs import RunsClient
+from triage.runs import RunsClient, RunsSettings
 from triage.sources import RawMessage
 from triage.sources.imap import ConnectFailed, ImapSource, LoginFailed
 from triage.store import Store, StoreFailed, store_failed
@@ -353,7 +353,7 @@ class Daemon:
                 raise store_failed(exc) from None
             if self.stop.is_set():
                 return 0
-            async with RunsClient(self.settings.langgraph) as runs:
+            async with RunsClient(RunsSettings.of(self.settings.langgraph)) as runs:
                 pipeline = Pipeline(
                     self.settings, renderer, runs, store, mailbox_actions=True, dry_run=self.dry_run
                 )

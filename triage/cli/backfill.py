@@ -16,6 +16,7 @@ from triage.message import Unparseable
 from triage.pipeline import Pipeline, Prepared, Triaged
 from triage.progress import Progress
 from triage.prompt import PromptRenderer
+from triage.runs import RunsSettings
 from triage.runs_worker import RunsWorker
 from triage.sources import Source
 from triage.sources.files import FileSource
@@ -119,7 +120,7 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
     progress = Progress("backfill")
     try:
         # The connection pool follows --concurrency, or runs would queue for connections.
-        pooled = settings.langgraph.model_copy(update={"max_concurrency": plan.concurrency})
+        pooled = RunsSettings.of(settings.langgraph, max_concurrency=plan.concurrency)
         async with RunsWorker(pooled) as runs:
             await runs.check_reachable()
             pipeline = Pipeline(settings, renderer, runs, store, mailbox_actions=mailbox_actions)

@@ -14,8 +14,9 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
-from triage.config import ActionSettings, ImapSettings, is_loopback_host
+from triage.config import ActionSettings, ImapSettings
 from triage.errors import ConfigError, TriageError
+from triage.hosts import is_loopback_host
 from triage.message import PARTIAL_HEADER
 from triage.sources import RawMessage
 
