@@ -174,3 +174,16 @@ def _outcome(db: Path, uid: int) -> tuple[str, str | None, int] | None:
         return outcomes(db).get(uid)
     except sqlite3.OperationalError:
         return None
+
+
+def test_a_run_waiting_for_a_free_connection_is_not_timed_out_by_the_wait(tmp_path: Path) -> None:
+    """The next message is prepared while the only connection is busy; its deadline starts with its run."""
+    source = _mbox(tmp_path / "in.mbox", 3)
+    db = tmp_path / "t.db"
+    with FakeRunServer(["delay:1.0"]) as server:
+        env = {**_env(server.url, db), "TRIAGE_LANGGRAPH__TIMEOUT_S": "1.6"}
+        done = run_triage("backfill", "--source", str(source), "--concurrency", "1", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    # Each run takes 1 s of its 1.6 s; counted from when it was handed over, the second would be late.
+    assert outcomes(db) == {uid: ("ok", "new-task", 1) for uid in (1, 2, 3)}
+    assert len(server.requests) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 from pathlib import Path
 
 from cli import popen_triage, run_triage
@@ -30,6 +31,13 @@ def _run_worker_of(pid: int) -> int | None:
     return None
 
 
+def _pending(db: Path) -> set[int]:
+    try:
+        return {uid for uid, (status, _, _) in outcomes(db).items() if status == "pending"}
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return set()
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -43,13 +51,18 @@ def test_a_killed_run_worker_fails_only_the_runs_it_held_and_a_new_one_does_the_
 ) -> None:
     source = _mbox(tmp_path / "in.mbox", N_MESSAGES)
     db = tmp_path / "t.db"
-    # uids 2 and 3 hang on their first attempt, so they are the runs the worker holds when killed.
+    # uids 2 and 3 hang on their first attempt: the worker holds them, and the two after them, when killed.
     with FakeRunServer(ScriptedByUid({2: ["hang", "ok"], 3: ["hang", "ok"]})) as server:
         env = {**_env(server.url, db), "TRIAGE_LANGGRAPH__TIMEOUT_S": "60"}
         args = ("backfill", "--source", str(source), "--concurrency", "2")
         process = popen_triage(*args, cwd=tmp_path, env=env)
         try:
-            wait_until(lambda: len(server.requests) == 3, 30, "uid 1 answered, uids 2 and 3 hanging")
+            # Two runs in flight, and the next two messages claimed and handed over, waiting for them.
+            wait_until(
+                lambda: len(server.requests) == 3 and _pending(db) == {2, 3, 4, 5},
+                30,
+                "uid 1 answered, uids 2 and 3 hanging, uids 4 and 5 waiting",
+            )
             worker = _run_worker_of(process.pid)
             assert worker is not None, "backfill runs its runs in a child process"
             os.kill(worker, signal.SIGKILL)
@@ -61,25 +74,26 @@ def test_a_killed_run_worker_fails_only_the_runs_it_held_and_a_new_one_does_the_
 
         first = outcomes(db)
         assert len(first) == N_MESSAGES
-        assert {uid for uid, (status, _, _) in first.items() if status == "error"} == {2, 3}
-        assert all(status == "ok" for uid, (status, _, _) in first.items() if uid not in (2, 3))
+        held = {2, 3, 4, 5}
+        assert {uid for uid, (status, _, _) in first.items() if status == "error"} == held
+        assert all(status == "ok" for uid, (status, _, _) in first.items() if uid not in held)
         errors = rows(
             db,
             "SELECT d.error_kind, d.error_text FROM decisions d JOIN messages m ON m.id = d.message_pk "
-            "WHERE m.uid IN (2, 3)",
+            "WHERE m.uid IN (2, 3, 4, 5)",
         )
-        assert errors == [("connect", "the run worker process exited (status -9)")] * 2
-        assert "2 failed runs stay undecided" in stdout
-        # Every other message was sent once, by the worker that replaced the killed one.
-        assert len(server.requests) == N_MESSAGES
+        assert errors == [("connect", "the run worker process exited (status -9)")] * 4
+        assert "4 failed runs stay undecided" in stdout
+        # Every later message was sent once, by the worker that replaced the killed one.
+        assert len(server.requests) == 3 + (N_MESSAGES - 5)
 
         again = run_triage(*args, cwd=tmp_path, env=env)
         assert again.returncode == 0, again.stderr
-        assert "triaged 2 of 2 planned" in again.stdout
+        assert "triaged 4 of 4 planned" in again.stdout
         final = outcomes(db)
         assert len(final) == N_MESSAGES
         assert all(status == "ok" for status, _, _ in final.values())
-        assert len(server.requests) == N_MESSAGES + 2
+        assert len(server.requests) == 3 + (N_MESSAGES - 5) + 4
 
 
 def test_the_run_worker_exits_when_its_backfill_is_killed(tmp_path: Path) -> None:

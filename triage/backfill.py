@@ -1,7 +1,9 @@
 """Drive the pipeline over whole mailboxes: `triage backfill` and `triage retry`.
 
 The source is read on a thread of its own (IMAP clients are not thread-safe) into a bounded queue,
-so memory stays flat however large the mailbox is; at most `concurrency` messages are in flight.
+so memory stays flat however large the mailbox is. At most `concurrency` runs are in flight (the
+run client's connections), and as many messages again are parsed, claimed and rendered meanwhile,
+so that a connection which frees starts its next run at once.
 Where nothing acts on a decision in this process, records are committed in batches (Store.batched).
 """
 
@@ -29,6 +31,8 @@ _SOURCE_CHUNK = 16  # messages read from the source per trip to its thread
 # How long a batch of records may stay uncommitted: what a crash would make triage again, and how
 # long another writer of the store (a daemon) may wait for it.
 _COMMIT_EVERY_S = 0.1
+# Messages in hand per run slot: the one whose run is in flight, and the next, ready to go.
+_PREPARED_PER_RUN = 2
 
 
 @dataclass(slots=True)
@@ -111,7 +115,8 @@ async def backfill(
                 leftover += await pipeline.retry_routing(source.account, mailbox, uidvalidity)
             queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(maxsize=max(plan.concurrency * 2, 16))
             async with _batched_writes(pipeline, plan):
-                tasks = [asyncio.create_task(work(queue, leftover)) for _ in range(plan.concurrency)]
+                workers = plan.concurrency * _PREPARED_PER_RUN
+                tasks = [asyncio.create_task(work(queue, leftover)) for _ in range(workers)]
                 try:
                     messages = iter(await on_source(source.fetch, todo))
                     # A few at a time: each trip to the source's thread costs a thread switch.

@@ -228,29 +228,32 @@ class RunsClient:
     async def _attempt(
         self, method: str, path: str | httpx.URL, body: dict[str, Any] | None
     ) -> tuple[Any, httpx.Headers]:
-        try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                return await self._send(method, path, body)
-        except TimeoutError:
-            raise RunError("timeout", f"no answer within {self.settings.timeout_s:g} s") from None
-        except httpx.TimeoutException as exc:
-            raise RunError("timeout", type(exc).__name__) from None
-        except httpx.TransportError as exc:
-            raise RunError("connect", _short(exc)) from None
+        # The deadline starts once a connection is free: time queued for one is not the server's.
+        async with self._connection() as client:
+            try:
+                async with asyncio.timeout(self.settings.timeout_s):
+                    return await _send(client, method, path, body)
+            except TimeoutError:
+                raise RunError("timeout", f"no answer within {self.settings.timeout_s:g} s") from None
+            except httpx.TimeoutException as exc:
+                raise RunError("timeout", type(exc).__name__) from None
+            except httpx.TransportError as exc:
+                raise RunError("connect", _short(exc)) from None
 
-    async def _send(
-        self, method: str, path: str | httpx.URL, body: dict[str, Any] | None
-    ) -> tuple[Any, httpx.Headers]:
-        async with self._connection() as client, client.stream(method, path, json=body) as response:
-            content = await _read_bounded(response)
-        if not 200 <= response.status_code < 300:
-            raise RunError(
-                "http",
-                f"HTTP {response.status_code}: {_http_detail(response, content)}",
-                http_status=response.status_code,
-                retry_after_s=_retry_after_s(response.headers.get("retry-after")),
-            )
-        return decode_body(content, response.headers.get("content-type", "")), response.headers
+
+async def _send(
+    client: httpx.AsyncClient, method: str, path: str | httpx.URL, body: dict[str, Any] | None
+) -> tuple[Any, httpx.Headers]:
+    async with client.stream(method, path, json=body) as response:
+        content = await _read_bounded(response)
+    if not 200 <= response.status_code < 300:
+        raise RunError(
+            "http",
+            f"HTTP {response.status_code}: {_http_detail(response, content)}",
+            http_status=response.status_code,
+            retry_after_s=_retry_after_s(response.headers.get("retry-after")),
+        )
+    return decode_body(content, response.headers.get("content-type", "")), response.headers
 
 
 def check_transport(settings: LangGraphSettings) -> None:

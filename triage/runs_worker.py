@@ -72,9 +72,9 @@ class RunsWorker:
         self._child: _Child | None = None
         self._starting = asyncio.Lock()
         self._calls = 0
-        self._answer_within_s = (
-            settings.max_attempts * (settings.timeout_s + settings.backoff_cap_s) + _ANSWER_SLACK_S
-        )
+        # A call may first wait for a connection, held by another call's retries, then make its own.
+        all_attempts_s = settings.max_attempts * (settings.timeout_s + settings.backoff_cap_s)
+        self._answer_within_s = 2 * all_attempts_s + _ANSWER_SLACK_S
 
     async def __aenter__(self) -> RunsWorker:
         await self._running_child()
