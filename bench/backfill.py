@@ -9,7 +9,8 @@ Every figure is compared with something measured in the same run, so the machine
 
 a. latency 100 ms, concurrency 32: throughput against the ideal concurrency / latency (target >= 0.90).
 b. latency 0, concurrency 32: end-to-end throughput (target >= 500 msg/s), beside
-c. latency 0, concurrency 1: the one-message-at-a-time loop; b/c is the speed-up of concurrency.
+c. latency 0, concurrency 1: one run at a time (the next message is prepared while it is in flight,
+   as in every backfill); b/c is the speed-up of concurrency.
 d. latency 0, concurrency 32, 10,000 messages: peak RSS of triage and its run worker (target < 150 MB),
    beside the peak RSS of `python -c "import triage.cli"` measured the same way (os.wait4).
 e. as d, but every message from a new sender with a new subject, so no candidate lookup finds a
@@ -21,6 +22,8 @@ asyncio HTTP/1.1 protocol with keep-alive that answers `POST /runs/wait` after a
 LangGraph-like final state (the human message echoes the prompt, as a real server's state does, then
 an AI message holding a `new-task` decision), `GET /ok` with 200, and `GET /_stats` with its counters.
 Its capacity is measured first with a raw-socket load client, so a low triage figure is not the stub's.
+Beside scenario a, the same 100 ms stub is driven by that raw-socket client and by triage's own run
+client alone (RunsClient, no message to prepare or record): the ceilings that scenario a can reach.
 
 Each scenario runs `python -m triage backfill --source X.mbox --quiet --concurrency C` as a subprocess
 with a fresh SQLite database and no inherited `TRIAGE_*` variables. Throughput is triage's own figure
@@ -307,17 +310,46 @@ async def _load(url: str, connections: int, per_connection: int, body: bytes) ->
     return sum(await asyncio.gather(*(one_connection() for _ in range(connections))))
 
 
+def _load_body() -> dict[str, object]:
+    prompt = "You triage email. " + "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 50
+    return {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": prompt}]}}
+
+
 def measure_stub_capacity(server: StubServer, requests: int, connections: int = 32) -> tuple[int, float]:
     """Requests answered and seconds taken by a raw-socket client (a lower bound of the capacity)."""
-    prompt = "You triage email. " + "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 50
-    body = json.dumps(
-        {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": prompt}]}}
-    ).encode()
+    body = json.dumps(_load_body()).encode()
     per_connection = max(1, requests // connections)
     started = time.perf_counter()
     answered = asyncio.run(
         asyncio.wait_for(_load(server.url, connections, per_connection, body), timeout=120)
     )
+    return answered, time.perf_counter() - started
+
+
+def measure_run_client(server: StubServer, runs: int, concurrency: int) -> tuple[int, float]:
+    """Runs answered and seconds taken by triage's RunsClient alone, with twice as many callers as
+    connections (as a backfill's run worker has them), and nothing to prepare or record."""
+    from triage.runs import RunsClient, RunsSettings
+
+    settings = RunsSettings(server.url, None, 60.0, concurrency, 1, 0.0)
+    body = _load_body()
+    left = runs
+
+    async def caller(client: RunsClient) -> int:
+        nonlocal left
+        answered = 0
+        while left > 0:
+            left -= 1
+            await client.wait(body)
+            answered += 1
+        return answered
+
+    async def drive() -> int:
+        async with RunsClient(settings) as client:
+            return sum(await asyncio.gather(*(caller(client) for _ in range(2 * concurrency))))
+
+    started = time.perf_counter()
+    answered = asyncio.run(asyncio.wait_for(drive(), timeout=300))
     return answered, time.perf_counter() - started
 
 
@@ -623,6 +655,7 @@ class Sizes:
     messages: int
     memory_messages: int
     capacity_requests: int
+    ceiling_runs: int  # for each client alone against the 100 ms stub
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -642,11 +675,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         asyncio.run(_serve(args.latency, not args.no_echo))
         return 0
-    sizes = Sizes(300, 1000, 3000) if args.quick else Sizes(2000, 10_000, 20_000)
+    sizes = Sizes(300, 1000, 3000, 320) if args.quick else Sizes(2000, 10_000, 20_000, 2000)
     sizes = Sizes(
         args.messages or sizes.messages,
         args.memory_messages or sizes.memory_messages,
         sizes.capacity_requests,
+        sizes.ceiling_runs,
     )
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
         failed = _bench(Path(tmp), sizes, args.concurrency, args.profile, echo_prompt=not args.no_echo)
@@ -747,6 +781,12 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
             )
             describe(results["b-profiled"])
     with stub_server(latency_s, echo_prompt=echo_prompt) as server:
+        ceilings = {
+            "a0 raw-socket client alone": measure_stub_capacity(server, sizes.ceiling_runs, concurrency),
+            "a1 triage's run client alone": measure_run_client(server, sizes.ceiling_runs, concurrency),
+        }
+        for label, (answered_here, seconds) in ceilings.items():
+            print(f"  {label}: {answered_here} runs in {seconds:.2f} s", flush=True)
         results["a"] = backfill("a", box, server, latency_s, concurrency, workdir)
         describe(results["a"])
 
@@ -775,6 +815,21 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
             ">= 0.90",
             _yes(a.rate / ideal >= 0.90),
         ),
+        *(
+            Row(
+                f"{label}, c={concurrency}",
+                str(answered_here),
+                f"{seconds:.2f}",
+                "-",
+                f"{answered_here / seconds:.1f} runs/s",
+                "-",
+                f"ideal {concurrency / latency_s:.0f} runs/s",
+                f"{answered_here / seconds / (concurrency / latency_s):.3f}",
+                "-",
+                "-",
+            )
+            for label, (answered_here, seconds) in ceilings.items()
+        ),
         _row(
             f"b  latency 0, c={concurrency}",
             b,
@@ -783,7 +838,7 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
             ">= 500 msg/s",
             _yes(b.rate >= 500),
         ),
-        _row("c  latency 0, c=1 (one at a time)", c, "-", "1.00x c"),
+        _row("c  latency 0, c=1 (one run at a time)", c, "-", "1.00x c"),
         _row(
             f"d  memory, latency 0, c={concurrency}",
             d,
