@@ -29,7 +29,6 @@ from triage.runs import ErrorKind, RunError, RunResult, RunsClient, RunsSettings
 
 _LENGTH = struct.Struct("!I")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
-_FRAME_LIMIT = 64 * 1024 * 1024  # a RunResult holds at most a 16 MB response, decoded
 _STOP_GRACE_S = 5.0
 # Beyond the child's own deadlines and backoffs: how long a call may wait for a child that hangs.
 _ANSWER_SLACK_S = 30.0
@@ -66,9 +65,8 @@ class _Child:
 class RunsWorker:
     """The RunsClient calls of a backfill (`wait`, `api`, `check_reachable`), made in a child process."""
 
-    def __init__(self, settings: RunsSettings, *, backoff_base_s: float = 0.5) -> None:
+    def __init__(self, settings: RunsSettings) -> None:
         self.settings = settings
-        self.backoff_base_s = backoff_base_s
         self._child: _Child | None = None
         self._starting = asyncio.Lock()
         self._calls = 0
@@ -130,14 +128,14 @@ class RunsWorker:
                 str(answers_write),
                 stdin=asyncio.subprocess.PIPE,
                 pass_fds=(answers_write,),
-                env={**os.environ, "PYTHONPATH": os.pathsep.join([_PACKAGE_ROOT, *_python_path()])},
+                env={**os.environ, "PYTHONPATH": _python_path()},
             )
         finally:
             os.close(answers_write)
         assert process.stdin is not None
         child = _Child(process, process.stdin)
-        child.calls.write(_frame((self.settings, self.backoff_base_s)))
-        answers = asyncio.StreamReader(limit=_FRAME_LIMIT)
+        child.calls.write(_frame(self.settings))
+        answers = asyncio.StreamReader()
         await asyncio.get_running_loop().connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(answers), os.fdopen(answers_read, "rb", buffering=0)
         )
@@ -178,8 +176,9 @@ async def _stop(child: _Child) -> None:
         await child.reader
 
 
-def _python_path() -> list[str]:
-    return [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+def _python_path() -> str:
+    """This package's root first, then whatever PYTHONPATH the parent had."""
+    return os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
 
 
 def _frame(value: Any) -> bytes:
@@ -195,16 +194,16 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
 async def _serve(answers_fd: int) -> None:
     """The child: make each call on one RunsClient, answer each as it finishes, until stdin closes."""
     loop = asyncio.get_running_loop()
-    calls = asyncio.StreamReader(limit=_FRAME_LIMIT)
+    calls = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(calls), sys.stdin.buffer)
     transport, protocol = await loop.connect_write_pipe(
         asyncio.streams.FlowControlMixin, os.fdopen(answers_fd, "wb", buffering=0)
     )
     answers = asyncio.StreamWriter(transport, protocol, None, loop)
-    settings, backoff_base_s = await _read_frame(calls)
+    settings = await _read_frame(calls)
     in_flight: set[asyncio.Task[None]] = set()
 
-    async with RunsClient(settings, backoff_base_s=backoff_base_s) as runs:
+    async with RunsClient(settings) as runs:
 
         async def answer(call: int, name: str, args: tuple[Any, ...]) -> None:
             try:
