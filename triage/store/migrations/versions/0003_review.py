@@ -10,7 +10,8 @@
   external-content index over the view `decisions_search_source`), so text is not stored twice;
   triggers keep it in step. Other dialects have no index and `triage log -q` falls back to LIKE.
   A later migration that rebuilds `messages` or `decisions` (batch mode copies and drops the
-  table, and its triggers with it) must call `create_search_triggers()` again.
+  table, and its triggers with it) must call `create_search_triggers()` again (0009's, which
+  replaced these).
 - `daily_counts` and `daily_latencies` (kept by triggers on SQLite only): decisions counted per
   UTC day, assistant, template, status and decision, and run latencies per day, assistant and
   template (to within 2.5 %), so `triage stats` reads a few rows per day instead of
