@@ -457,7 +457,7 @@ class Store:
         """The UIDs per mailbox that `reopen` would make pending (it changes nothing)."""
         chosen: dict[str, set[int]] = {}
         with self._session() as session:
-            for _, mailbox, uid in session.execute(_reopen_query(account, status, since)).tuples():
+            for _, mailbox, uid in session.execute(_reopen_query(account, status, since)):
                 chosen.setdefault(mailbox, set()).add(uid)
         return chosen
 
@@ -468,7 +468,7 @@ class Store:
         """
         chosen: dict[str, set[int]] = {}
         with self._session.begin() as session:
-            for record, mailbox, uid in session.execute(_reopen_query(account, status, since)).tuples():
+            for record, mailbox, uid in session.execute(_reopen_query(account, status, since)):
                 record.status, record.updated_at = "pending", _now()
                 chosen.setdefault(mailbox, set()).add(uid)
         return chosen
@@ -477,18 +477,6 @@ class Store:
         query = select(DecisionRecord.status, func.count()).group_by(DecisionRecord.status)
         with self._session() as session:
             return {status: count for status, count in session.execute(query)}
-
-    def decisions(self, account: str | None = None) -> Iterator[tuple[StoredMessage, DecisionRecord]]:
-        """Every recorded decision with its message, oldest message first, streamed."""
-        query = (
-            select(StoredMessage, DecisionRecord)
-            .join(DecisionRecord, DecisionRecord.message_pk == StoredMessage.id)
-            .order_by(StoredMessage.account, StoredMessage.mailbox, StoredMessage.uid)
-        )
-        if account is not None:
-            query = query.where(StoredMessage.account == account)
-        with self._session() as session:
-            yield from session.execute(query.execution_options(yield_per=500)).tuples()
 
 
 def _schema_version(connection: Connection) -> str | None:

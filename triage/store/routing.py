@@ -73,7 +73,7 @@ def jobs(
                 run_id=d.routing_run_id,
                 done_actions=list((d.routing_actions or {}).get("done", [])),
             )
-            for d, m in session.execute(query).tuples()
+            for d, m in session.execute(query)
         ]
 
 
