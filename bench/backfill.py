@@ -1,11 +1,13 @@
 """Backfill benchmark: `triage backfill` against a stub run server, as ratios to same-run baselines.
 
-    python bench/backfill.py            # full run (about two minutes on two cores)
+    python bench/backfill.py            # full run (about four minutes on two cores)
     python bench/backfill.py --quick    # smoke run with small mailboxes
     python bench/backfill.py --profile /tmp/b.prof   # also profile scenario b under cProfile
     python bench/backfill.py --against main~3  # also scenarios b and a, this checkout against a revision
 
-Every figure is compared with something measured in the same run, so the machine's speed cancels out:
+Every figure is compared with something measured in the same run, so the machine's speed cancels out.
+Scenarios a and b run three times each (`--repeat N`) and the run of median throughput counts: this
+machine's speed changes from minute to minute, and one run is one draw of it.
 
 a. latency 100 ms, concurrency 32: throughput against the ideal concurrency / latency (target >= 0.90).
 b. latency 0, concurrency 32: end-to-end throughput (target >= 500 msg/s), beside
@@ -411,16 +413,23 @@ def run_measured(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: 
 
 
 def _sample_peaks(pid: int, peaks_kib: dict[int, int]) -> None:
-    """The peak RSS so far of a process and of every process below it, from /proc."""
-    pending = [pid]
+    """The peak RSS so far of a process and of every process below it, from /proc.
+
+    A child caught between fork and exec still runs its parent's program in its parent's memory
+    (vfork shares it outright): it is skipped until it runs a command line of its own.
+    """
+    pending: list[tuple[int, bytes | None]] = [(pid, None)]
     while pending:
-        current = pending.pop()
+        current, parent_cmdline = pending.pop()
         with contextlib.suppress(OSError, ValueError):  # gone, or a zombie (no VmHWM line)
+            cmdline = Path(f"/proc/{current}/cmdline").read_bytes()
+            if cmdline == parent_cmdline:
+                continue
             status = Path(f"/proc/{current}/status").read_text()
             hwm = status.split("VmHWM:", 1)[1].split()[0] if "VmHWM:" in status else "0"
             peaks_kib[current] = max(peaks_kib.get(current, 0), int(hwm))
             children = Path(f"/proc/{current}/task/{current}/children").read_text()
-            pending += [int(child) for child in children.split()]
+            pending += [(int(child), cmdline) for child in children.split()]
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
@@ -666,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, help="messages for the throughput runs (default 2000)")
     parser.add_argument("--memory-messages", type=int, help="messages for the memory run (default 10000)")
     parser.add_argument("--concurrency", type=int, default=32, help="runs in flight (default 32)")
+    parser.add_argument("--repeat", type=int, help="runs of scenarios a and b; the median counts (default 3)")
     parser.add_argument("--profile", type=Path, help="also run scenario b under cProfile, writing PATH")
     parser.add_argument("--no-echo", action="store_true", help="stub answers '...', not the prompt")
     parser.add_argument("--against", metavar="REV", help="also compare this checkout with a git revision")
@@ -675,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         asyncio.run(_serve(args.latency, not args.no_echo))
         return 0
+    repeats = max(1, args.repeat or (1 if args.quick else 3))
     sizes = Sizes(300, 1000, 3000, 320) if args.quick else Sizes(2000, 10_000, 20_000, 2000)
     sizes = Sizes(
         args.messages or sizes.messages,
@@ -683,7 +694,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes.ceiling_runs,
     )
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
-        failed = _bench(Path(tmp), sizes, args.concurrency, args.profile, echo_prompt=not args.no_echo)
+        failed = _bench(
+            Path(tmp), sizes, args.concurrency, args.profile, echo_prompt=not args.no_echo, repeats=repeats
+        )
         if args.against:
             failed |= compare(args.against, Path(tmp), sizes.messages, args.concurrency)
     return failed
@@ -735,7 +748,27 @@ def _rates(rates: list[float]) -> str:
     return ", ".join(f"{rate:.0f}" for rate in rates)
 
 
-def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, *, echo_prompt: bool) -> int:
+def _median_of(
+    times: int, name: str, box: Mailbox, server: StubServer, latency_s: float, concurrency: int, workdir: Path
+) -> tuple[Backfill, list[Backfill]]:
+    """The scenario run `times` times: the run of median throughput, and all of them.
+
+    This machine's speed changes from one minute to the next: one run is one draw of it.
+    """
+    runs = []
+    for index in range(times):
+        runs.append(
+            backfill(
+                f"{name}{index + 1}" if times > 1 else name, box, server, latency_s, concurrency, workdir
+            )
+        )
+        describe(runs[-1])
+    return sorted(runs, key=lambda run: run.rate)[(times - 1) // 2], runs
+
+
+def _bench(
+    workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, *, echo_prompt: bool, repeats: int
+) -> int:
     latency_s = 0.1
     print(
         f"python {sys.version.split()[0]} on {os.cpu_count()} cores, load average {_load_average():.2f} "
@@ -758,6 +791,7 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
     )
 
     results: dict[str, Backfill] = {}
+    spread: dict[str, list[Backfill]] = {}
     with stub_server(0.0, echo_prompt=echo_prompt) as server:
         answered, capacity_s = measure_stub_capacity(server, sizes.capacity_requests)
         capacity = answered / capacity_s
@@ -773,13 +807,12 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
             ("e", concurrency, new_people),
         )
         for name, conc, mbox in scenarios:
-            results[name] = backfill(name, mbox, server, 0.0, conc, workdir)
-            describe(results[name])
+            runs = repeats if name == "b" else 1
+            results[name], spread[name] = _median_of(runs, name, mbox, server, 0.0, conc, workdir)
         if profile is not None:
-            results["b-profiled"] = backfill(
-                "b-profiled", box, server, 0.0, concurrency, workdir, profile=profile
-            )
-            describe(results["b-profiled"])
+            profiled = backfill("b-profiled", box, server, 0.0, concurrency, workdir, profile=profile)
+            describe(profiled)
+            spread["b-profiled"] = [profiled]
     with stub_server(latency_s, echo_prompt=echo_prompt) as server:
         ceilings = {
             "a0 raw-socket client alone": measure_stub_capacity(server, sizes.ceiling_runs, concurrency),
@@ -787,8 +820,7 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
         }
         for label, (answered_here, seconds) in ceilings.items():
             print(f"  {label}: {answered_here} runs in {seconds:.2f} s", flush=True)
-        results["a"] = backfill("a", box, server, latency_s, concurrency, workdir)
-        describe(results["a"])
+        results["a"], spread["a"] = _median_of(repeats, "a", box, server, latency_s, concurrency, workdir)
 
     a, b, c, d, e = (results[k] for k in ("a", "b", "c", "d", "e"))
     # Messages that are not mail need no run, so the ideal rate counts them as free.
@@ -865,7 +897,11 @@ def _bench(workdir: Path, sizes: Sizes, concurrency: int, profile: Path | None, 
         f"= {concurrency / latency_s:.0f} runs/s; "
         f"{box.unparseable} of {box.messages} messages are not mail and need no run."
     )
-    failed = [r for r in results.values() if r.problems]
+    for name in ("a", "b"):
+        if len(spread[name]) > 1:
+            rates = _rates([run.rate for run in spread[name]])
+            print(f"{name}: {len(spread[name])} runs, {rates} msg/s; the table shows the median run.")
+    failed = [r for runs in spread.values() for r in runs if r.problems]
     print(
         "correctness: "
         + (
