@@ -73,3 +73,15 @@ def test_a_persons_recently_active_thread_comes_first_and_closed_ones_never(stor
 
     registry.close(store, older)
     assert _ids(store, _email(9, "ann@example.com", "Third")) == [newer, unrelated]
+
+
+def test_a_new_task_decided_again_keeps_its_one_thread(store: Store) -> None:
+    """Reopened and run again, a message that started a thread finds it (its row is not new)."""
+    email = _email(1, "ann@example.com", "Export fails")
+    thread_id = _record(store, 1, email)
+    store.note_mailbox("acct", "INBOX", 1)
+    assert store.reopen("acct", "ok", None) == {"INBOX": {1}}
+    assert _record(store, 1, email) == thread_id
+    threads = registry.list_threads(store)
+    assert [(t.id, t.title) for t in threads] == [(thread_id, "Export fails")]
+    assert _ids(store, _email(2, "bob@example.com", "Re: Export fails")) == [thread_id]

@@ -80,7 +80,10 @@ def assign(connection: Connection, claimed: Claimed, email: Email, assignment: T
     now = _now()
     people = participants(email)
     thread = {"thread_id": assignment.thread_id}
-    found = connection.execute(_THREAD_PARTICIPANTS, thread).first()
+    # A new task's thread id is its message's (thread_id_for), and a thread keeps the message that
+    # started it (threads.started_by): a message whose row this claim made has started none yet.
+    starts_afresh = claimed.fresh and assignment.title is not None
+    found = None if starts_afresh else connection.execute(_THREAD_PARTICIPANTS, thread).first()
     if found is None and assignment.title is not None:
         connection.execute(
             _INSERT_THREAD,
