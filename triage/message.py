@@ -34,6 +34,9 @@ MAX_PARTS = 1_000
 PARTIAL_HEADER = "X-Triage-Partial"
 # Parsed header values up to this length are kept for reuse (see _BoundedPolicy.header_fetch_parse).
 _CACHED_HEADER_CHARS = 256
+# How many: a parsed header keeps its parse tree (about 10 KB), and most reuse is of a message's
+# own MIME headers, read many times while it is parsed. 1,024 held 10 MB of a backfill's memory.
+_CACHED_HEADERS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,7 @@ class _BoundedPolicy(email.policy.EmailPolicy):
 _POLICY = _BoundedPolicy()
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=_CACHED_HEADERS)
 def _parsed_header(name: str, value: str) -> object:
     # The stdlib re-parses a header on every read, and MIME headers are read many times per part;
     # Content-Type values repeat across messages too.
