@@ -49,8 +49,19 @@ def default_template_path() -> Path:
     raise ConfigError("the bundled prompt template is missing from this installation")
 
 
+# Anything one of the patterns above would change. Most text has none, and one search of it is
+# a fifth of the six substitutions; where none matches, none of them changes anything, so none
+# can make a later one match.
+_NEEDS_NEUTRALISING = re.compile(
+    "|".join(p.pattern for p in (_ZERO_WIDTH, _OTHER_LINE_BREAKS, _BIDI, _CONTROL, _BLOCK_TAG, _FAKE_ANSWER)),
+    re.I | re.M,
+)
+
+
 def neutralise(text: str) -> str:
     """Make untrusted text safe to place inside a delimited prompt block."""
+    if _NEEDS_NEUTRALISING.search(text) is None:
+        return text
     text = _ZERO_WIDTH.sub("", text)
     text = _OTHER_LINE_BREAKS.sub("\n", text)
     text = _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
