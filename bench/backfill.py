@@ -1,6 +1,6 @@
 """Backfill benchmark: `triage backfill` against a stub run server, as ratios to same-run baselines.
 
-    python bench/backfill.py            # full run (about four minutes on two cores)
+    python bench/backfill.py            # full run (about five minutes on two cores)
     python bench/backfill.py --quick    # smoke run with small mailboxes
     python bench/backfill.py --profile /tmp/b.prof   # also profile scenario b under cProfile
     python bench/backfill.py --against main~3  # also scenarios b and a, this checkout against a revision
