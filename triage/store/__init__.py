@@ -496,7 +496,7 @@ def _migrate(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
-def _reopen_query(account: str, status: str, since: date | None) -> Select[tuple[DecisionRecord, str, int]]:
+def _reopen_query(account: str, status: str, since: date | None) -> Select[DecisionRecord, str, int]:
     """Decisions of one status (recorded since a day) in the mailboxes' current generation."""
     query = (
         select(DecisionRecord, StoredMessage.mailbox, StoredMessage.uid)
@@ -514,7 +514,7 @@ def _reopen_query(account: str, status: str, since: date | None) -> Select[tuple
     return query
 
 
-def _recorded_uids(account: str, mailbox: str, uidvalidity: int) -> Select[tuple[int]]:
+def _recorded_uids(account: str, mailbox: str, uidvalidity: int) -> Select[int]:
     """UIDs of one mailbox generation that have a decision row."""
     return (
         select(StoredMessage.uid)
