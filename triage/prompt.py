@@ -49,9 +49,9 @@ def default_template_path() -> Path:
     raise ConfigError("the bundled prompt template is missing from this installation")
 
 
-# Anything one of the patterns above would change. Most text has none, and one search of it is
-# a fifth of the six substitutions; where none matches, none of them changes anything, so none
-# can make a later one match.
+# Anything one of the patterns above would change. Most text has none: one search then stands in
+# for six substitutions. Where it finds nothing, no substitution changes the text, so none can make
+# a later pattern match.
 _NEEDS_NEUTRALISING = re.compile(
     "|".join(p.pattern for p in (_ZERO_WIDTH, _OTHER_LINE_BREAKS, _BIDI, _CONTROL, _BLOCK_TAG, _FAKE_ANSWER)),
     re.I | re.M,
