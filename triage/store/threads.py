@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, union_all, update
 
 from triage.errors import TriageError
 from triage.message import Email
@@ -59,6 +59,9 @@ _SAME_PERSON = (
     .limit(bindparam("limit"))
 )
 _RECENT = _OPEN.order_by(_NEWEST_FIRST).limit(bindparam("limit"))
+# Both in one statement, each side still its own walk; a subject or sender that is absent is NULL,
+# which matches nothing.
+_SAME_SUBJECT_OR_PERSON = union_all(select(_SAME_SUBJECT.subquery()), select(_SAME_PERSON.subquery()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +174,10 @@ def candidates(
             proved += connection.execute(_MEMBERS_BY_GMAIL_THREAD, same).scalars()
         proved = list(dict.fromkeys(proved))
         by_proof = connection.execute(_OPEN_BY_ID, {**where, "ids": proved}).all() if proved else []
-        related = list(connection.execute(_SAME_SUBJECT, {**where, "subject_key": key})) if key else []
-        for address in senders:
+        first_sender = senders[0] if senders else None
+        related_to = {**where, "subject_key": key or None, "address": first_sender}
+        related = list(connection.execute(_SAME_SUBJECT_OR_PERSON, related_to))
+        for address in senders[1:]:  # a Reply-To apart from the sender
             related += connection.execute(_SAME_PERSON, {**where, "address": address}).all()
         related.sort(key=lambda row: as_utc(row[2]), reverse=True)
         proof_first = sorted(by_proof, key=lambda row: proved.index(row[0]))
