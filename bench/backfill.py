@@ -35,8 +35,9 @@ message, `ok` for every message that is mail and `unparseable` for the corpus's 
 (which is not mail), and the stub must have served exactly one run per `ok` message (no retries).
 
 `--against REV` checks REV out into a temporary git worktree and runs scenarios b and a three times
-each, alternating this checkout and REV (each imported through PYTHONPATH) against the same stub, so
-that a change's speed-up is measured in one run however fast the machine is that day.
+each (`--repeat N`), alternating this checkout and REV (each imported through PYTHONPATH) against the
+same stub, so that a change's speed-up is measured in one run however fast the machine is that day.
+A change of a few percent needs about ten rounds to show which way it goes on this machine.
 
 Exit status: 0 when every run finished and every correctness check passed (targets missed or not),
 1 otherwise. Nothing is written outside a temporary directory, which is removed at the end.
@@ -675,7 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, help="messages for the throughput runs (default 2000)")
     parser.add_argument("--memory-messages", type=int, help="messages for the memory run (default 10000)")
     parser.add_argument("--concurrency", type=int, default=32, help="runs in flight (default 32)")
-    parser.add_argument("--repeat", type=int, help="runs of scenarios a and b; the median counts (default 3)")
+    parser.add_argument(
+        "--repeat", type=int, help="runs of scenarios a and b, and rounds of --against (default 3)"
+    )
     parser.add_argument("--profile", type=Path, help="also run scenario b under cProfile, writing PATH")
     parser.add_argument("--no-echo", action="store_true", help="stub answers '...', not the prompt")
     parser.add_argument("--against", metavar="REV", help="also compare this checkout with a git revision")
@@ -698,14 +701,11 @@ def main(argv: list[str] | None = None) -> int:
             Path(tmp), sizes, args.concurrency, args.profile, echo_prompt=not args.no_echo, repeats=repeats
         )
         if args.against:
-            failed |= compare(args.against, Path(tmp), sizes.messages, args.concurrency)
+            failed |= compare(args.against, Path(tmp), sizes.messages, args.concurrency, repeats)
     return failed
 
 
-COMPARE_ROUNDS = 3
-
-
-def compare(revision: str, workdir: Path, messages: int, concurrency: int) -> int:
+def compare(revision: str, workdir: Path, messages: int, concurrency: int, rounds: int) -> int:
     """Scenarios b and a, alternating this checkout and `revision`; medians and their ratio."""
     other = workdir / "against"
     added = _git("worktree", "add", "--detach", str(other), revision)
@@ -714,13 +714,13 @@ def compare(revision: str, workdir: Path, messages: int, concurrency: int) -> in
         return 1
     try:
         box = write_mbox(workdir / "compare.mbox", messages)
-        print(f"\nthis checkout against {revision}, {COMPARE_ROUNDS} alternating runs each:")
+        print(f"\nthis checkout against {revision}, {rounds} alternating runs each:")
         rows: list[tuple[str, list[float], list[float]]] = []
         problems: list[str] = []
         for label, latency_s in (("b  latency 0", 0.0), ("a  latency 100 ms", 0.1)):
             rates: dict[Path, list[float]] = {REPO: [], other: []}
             with stub_server(latency_s) as server:
-                for round_ in range(COMPARE_ROUNDS):
+                for round_ in range(rounds):
                     for code in (REPO, other):
                         name = f"{label[0]}-{code.name}-{round_}"
                         result = backfill(name, box, server, latency_s, concurrency, workdir, code=code)
