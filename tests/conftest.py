@@ -15,6 +15,7 @@ import pytest
 from dovecot import DOVECOT, DovecotServer
 
 from triage.devserver import DevServer
+from triage.store import Store
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -57,3 +58,17 @@ def dovecot_tls() -> Iterator[DovecotServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """A SQLite store's file, not yet made."""
+    return tmp_path / "triage.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[Store]:
+    """A migrated store in `db`, closed after the test."""
+    opened = Store.open(f"sqlite:///{db}")
+    yield opened
+    opened.close()

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
 from triage.store import Claim, Outcome, Store
 from triage.store import threads as registry
 from triage.store.threads import ThreadAssignment
 from triage.threads import thread_id_for
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{tmp_path / 'triage.db'}")
-    yield opened
-    opened.close()
 
 
 def _email(uid: int, sender: str, subject: str, *, replies_to: int | None = None) -> Email:

@@ -7,11 +7,9 @@ index with the content it reads from, so a trigger that forgot or doubled a row 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine
@@ -20,18 +18,6 @@ from triage import review
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
 from triage.store import _MIGRATIONS, Claim, Outcome, Store
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "triage.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{db}")
-    yield opened
-    opened.close()
 
 
 def _email(word: str) -> Email:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,6 @@ from triage.store import Claim, Outcome, Store
 from triage.store import threads as registry
 from triage.store.threads import ThreadAssignment
 from triage.threads import thread_id_for
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "triage.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{db}")
-    yield opened
-    opened.close()
 
 
 def _email(uid: int, *, replies_to: int | None = None) -> Email:
