@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # at run time this module never loads the settings (see RunsS
 ErrorKind = Literal["connect", "timeout", "http", "bad-body", "graph-error", "no-answer"]
 _RETRYABLE: frozenset[str] = frozenset({"connect", "timeout", "bad-body"})
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+_BACKOFF_BASE_S = 0.5  # the first retry's wait, doubling up to backoff_cap_s
 # A final state is a few levels deep; anything deeper is hostile or broken, and deep values make
 # the store's JSON encoder recurse.
 MAX_JSON_DEPTH = 64
@@ -133,9 +134,8 @@ class RunsClient:
     connection (against bench/backfill.py's stub server, 420 against 1,540 requests/s at 32 in flight).
     """
 
-    def __init__(self, settings: RunsSettings, *, backoff_base_s: float = 0.5) -> None:
+    def __init__(self, settings: RunsSettings) -> None:
         self.settings = settings
-        self.backoff_base_s = backoff_base_s
         self._headers = {"accept": "application/json"}
         if settings.api_key is not None:
             self._headers["x-api-key"] = settings.api_key
@@ -223,7 +223,7 @@ class RunsClient:
         cap = self.settings.backoff_cap_s
         if retry_after_s is not None:
             return min(retry_after_s, cap)
-        return min(cap, self.backoff_base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        return min(cap, _BACKOFF_BASE_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
     async def _attempt(
         self, method: str, path: str | httpx.URL, body: dict[str, Any] | None
