@@ -78,7 +78,7 @@ def _free_port() -> int:
         return port
 
 
-def _make_certs(root: Path) -> Path:
+def make_certs(root: Path) -> Path:
     """Create ``ca.pem`` and a ``server.pem``/``server.key`` signed by it; return the CA path."""
     new = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
     for args in (
@@ -133,7 +133,7 @@ class DovecotServer:
             (root / "users").write_text(f"{server.username}:{{PLAIN}}{server.password}\n")
             ssl_conf = "ssl = no"
             if tls:
-                server.ca_file = _make_certs(root)
+                server.ca_file = make_certs(root)
                 ssl_conf = f"ssl = yes\nssl_cert = <{root}/server.pem\nssl_key = <{root}/server.key"
             conf = dict(root=root, port=server.port, tls_port=server.tls_port or 0, ssl=ssl_conf)
             (root / "dovecot.conf").write_text(CONFIG_TEMPLATE.substitute(conf))

@@ -23,6 +23,7 @@ import contextlib
 import json
 import socket
 import socketserver
+import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -88,6 +89,11 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         fake, sock = self.server.owner, self.request
+        if fake.tls is not None:
+            try:
+                sock = fake.tls.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError):  # the client refused the certificate, or went away
+                return
         if not fake._track(sock):
             return
         rfile = sock.makefile("rb")
@@ -106,7 +112,7 @@ class _Handler(socketserver.BaseRequestHandler):
 class FakeRunServer:
     """Fake run server; ``behaviours`` is a script (last entry repeats) or ``f(index, body)``."""
 
-    def __init__(self, behaviours: Script = ("ok",)) -> None:
+    def __init__(self, behaviours: Script = ("ok",), *, tls: ssl.SSLContext | None = None) -> None:
         if callable(behaviours):
             self._pick: Callable[[int, Body], str] = behaviours
         else:
@@ -116,6 +122,7 @@ class FakeRunServer:
             if bad := [b for b in script if b.partition(":")[0] not in BEHAVIOURS]:
                 raise ValueError(f"unknown behaviours: {bad}")
             self._pick = lambda i, _body: script[min(i, len(script) - 1)]
+        self.tls = tls  # a server-side context: serve https
         self.url = ""
         self.requests: list[Body] = []  # parsed JSON bodies (``{}`` if not a JSON object)
         self.paths: list[str] = []  # paths of every request, ``GET /ok`` included
@@ -128,7 +135,8 @@ class FakeRunServer:
 
     def __enter__(self) -> FakeRunServer:
         self._server = _TCPServer(self)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

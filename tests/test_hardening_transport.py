@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 from cli import run_triage
 from configs import write_config
-from dovecot import DovecotServer
+from dovecot import DovecotServer, make_certs
 from fake_run_server import FakeRunServer
 from imapclient.response_parser import parse_fetch_response
 from store_view import outcomes, rows
 
+from triage import __version__
 from triage.message import Email, parse_email
 from triage.sources.imap import first_text_part, stand_in
 
@@ -174,6 +176,32 @@ def test_an_api_key_is_never_sent_over_http_to_a_remote_host(tmp_path: Path) -> 
     assert allowed.returncode == 1 and "cannot reach the LangGraph server" in allowed.stderr
     _write(tmp_path, '[langgraph]\nurl = "http://langgraph.example.com"\n')  # no key: nothing secret
     assert "cannot reach" in guarded_triage(tmp_path, "backfill", "--source", str(folder)).stderr
+
+
+def test_a_run_server_over_https_is_trusted_only_through_its_ca(tmp_path: Path) -> None:
+    ca = make_certs(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for i, raw in enumerate(small_messages(3)):
+        (folder / f"{i}.eml").write_bytes(raw)
+    with FakeRunServer(tls=tls) as server:
+        env = {"TRIAGE_LANGGRAPH__URL": server.url, "TRIAGE_STORE__URL": f"sqlite:///{tmp_path / 't.db'}"}
+        untrusted = run_triage("backfill", "--source", str(folder), cwd=tmp_path, env=env)
+        assert untrusted.returncode == 1
+        assert untrusted.stderr.strip().splitlines() == [
+            f"triage: error: cannot reach the LangGraph server at {server.url}: ConnectError:"
+            " certificate verify failed: unable to get local issuer certificate"
+        ]
+        assert server.paths == []
+        trusted = run_triage(
+            "backfill", "--source", str(folder), cwd=tmp_path, env={**env, "SSL_CERT_FILE": str(ca)}
+        )
+    assert trusted.returncode == 0, trusted.stderr
+    assert sorted(outcomes(tmp_path / "t.db").values()) == [("ok", "new-task", 1)] * 3
+    assert server.paths == ["/ok", "/runs/wait", "/runs/wait", "/runs/wait"]
+    assert {h["user-agent"] for h in server.headers} == {f"triage/{__version__}"}
 
 
 def test_a_server_without_starttls_gets_no_plaintext_login(tmp_path: Path, dovecot: DovecotServer) -> None:

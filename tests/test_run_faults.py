@@ -146,7 +146,7 @@ def test_an_unreachable_run_server_ends_in_one_line(tmp_path: Path) -> None:
     done = run_triage("backfill", "--source", str(source), cwd=tmp_path, env=_env(url, tmp_path / "t.db"))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"triage: error: cannot reach the LangGraph server at {url}: ConnectError: All connection attempts failed"
+        f"triage: error: cannot reach the LangGraph server at {url}: ConnectError: Connection refused"
     ]
 
 

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import httpcore
 import httpx
 
+from triage import __version__
+from triage.asyncio_streams import AsyncioBackend
 from triage.errors import ConfigError, TriageError
 from triage.hosts import is_loopback_host
 
@@ -31,6 +34,11 @@ ErrorKind = Literal["connect", "timeout", "http", "bad-body", "graph-error", "no
 _RETRYABLE: frozenset[str] = frozenset({"connect", "timeout", "bad-body"})
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _BACKOFF_BASE_S = 0.5  # the first retry's wait, doubling up to backoff_cap_s
+_KEEPALIVE_S = 5.0  # an idle connection is closed after this long (uvicorn's own limit is 5 s)
+_BACKEND = AsyncioBackend()
+_USER_AGENT = f"triage/{__version__}".encode()
+_TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol)
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # A final state is a few levels deep; anything deeper is hostile or broken, and deep values make
 # the store's JSON encoder recurse.
 MAX_JSON_DEPTH = 64
@@ -129,58 +137,69 @@ def build_request(
 class RunsClient:
     """Connections to one LangGraph server; retries with exponential backoff and jitter.
 
-    Each connection is its own single-connection httpx client, lent to one request at a time: an
-    httpx pool of many connections costs several times more CPU per request than one of a single
-    connection (against bench/backfill.py's stub server, 420 against 1,540 requests/s at 32 in flight).
+    Requests go through httpcore, httpx's own transport, on asyncio streams (triage.asyncio_streams):
+    httpx's client and anyio's streams above it cost three times the CPU a run. Each connection is
+    its own pool of one, lent to one request at a time: a pool of many connections costs several
+    times more CPU per request than one of a single connection, as it scans all of them for each.
     """
 
     def __init__(self, settings: RunsSettings) -> None:
         self.settings = settings
-        self._headers = {"accept": "application/json"}
+        self._base = httpx.URL(settings.url)
+        self._headers = [(b"accept", b"application/json"), (b"user-agent", _USER_AGENT)]
         if settings.api_key is not None:
-            self._headers["x-api-key"] = settings.api_key
+            self._headers.append((b"x-api-key", settings.api_key.encode()))
+        self._json_headers = [*self._headers, (b"content-type", b"application/json")]
+        self._timeouts = {"connect": min(settings.timeout_s, 10.0)}
         self._tls = httpx.create_ssl_context()  # shared: loading the CA bundle is slow
-        self._idle: list[httpx.AsyncClient] = []
-        self._opened: list[httpx.AsyncClient] = []
+        self._idle: list[httpcore.AsyncConnectionPool] = []
+        self._opened: list[httpcore.AsyncConnectionPool] = []
         self._free = asyncio.Semaphore(settings.max_concurrency)
-        # Parsed once: httpx parses (and validates) a path string again on every request.
-        self._wait_url = httpx.URL(settings.url + "/runs/wait")
+        self._wait_url = self._url("/runs/wait")
 
     async def __aenter__(self) -> RunsClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        for client in self._opened:
-            await client.aclose()
+        for pool in self._opened:
+            await pool.aclose()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[httpx.AsyncClient]:
-        """A client of one connection, opened when none is idle; at most max_concurrency of them."""
+    async def _connection(self) -> AsyncIterator[httpcore.AsyncConnectionPool]:
+        """A connection, opened when none is idle; at most max_concurrency of them."""
         async with self._free:
-            client = self._idle.pop() if self._idle else self._open()
+            pool = self._idle.pop() if self._idle else self._open()
             try:
-                yield client
+                yield pool
             finally:
-                self._idle.append(client)
+                self._idle.append(pool)
 
-    def _open(self) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(
-            base_url=self.settings.url,
-            headers=self._headers,
-            timeout=httpx.Timeout(self.settings.timeout_s, connect=min(self.settings.timeout_s, 10.0)),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            follow_redirects=False,
-            verify=self._tls,
+    def _open(self) -> httpcore.AsyncConnectionPool:
+        pool = httpcore.AsyncConnectionPool(
+            ssl_context=self._tls,
+            max_connections=1,
+            keepalive_expiry=_KEEPALIVE_S,
+            network_backend=_BACKEND,
         )
-        self._opened.append(client)
-        return client
+        self._opened.append(pool)
+        return pool
+
+    def _url(self, path: str) -> httpcore.URL:
+        base = self._base
+        target = base.raw_path.rstrip(b"/") + path.encode()
+        return httpcore.URL(scheme=base.raw_scheme, host=base.raw_host, port=base.port, target=target)
 
     async def check_reachable(self) -> None:
         """Fail fast, in one line, when the run server cannot be reached at all."""
         try:
-            async with self._connection() as client:
-                await client.get("/ok", timeout=min(self.settings.timeout_s, 10.0))
-        except httpx.TransportError as exc:
+            async with self._connection() as pool, asyncio.timeout(self._timeouts["connect"]):
+                await pool.request("GET", self._url("/ok"), headers=self._headers)
+        except (TimeoutError, httpcore.TimeoutException):
+            raise TriageError(
+                f"cannot reach the LangGraph server at {self.settings.url}: no answer"
+                f" within {self._timeouts['connect']:g} s"
+            ) from None
+        except _TRANSPORT_ERRORS as exc:
             raise TriageError(
                 f"cannot reach the LangGraph server at {self.settings.url}: {_short(exc)}"
             ) from None
@@ -202,17 +221,18 @@ class RunsClient:
 
     async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Any other LangGraph API call (threads, runs on threads), with the same retries."""
-        (value, _), _ = await self._with_retries(method, path, body)
+        (value, _), _ = await self._with_retries(method, self._url(path), body)
         return value
 
     async def _with_retries(
-        self, method: str, path: str | httpx.URL, body: dict[str, Any] | None
-    ) -> tuple[tuple[Any, httpx.Headers], int]:
+        self, method: str, url: httpcore.URL, body: dict[str, Any] | None
+    ) -> tuple[tuple[Any, dict[str, str]], int]:
+        content = None if body is None else json.dumps(body).encode()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._attempt(method, path, body), attempt
+                return await self._attempt(method, url, content), attempt
             except RunError as error:
                 error.attempts = attempt
                 if not error.retryable or attempt >= self.settings.max_attempts:
@@ -226,34 +246,40 @@ class RunsClient:
         return min(cap, _BACKOFF_BASE_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
     async def _attempt(
-        self, method: str, path: str | httpx.URL, body: dict[str, Any] | None
-    ) -> tuple[Any, httpx.Headers]:
+        self, method: str, url: httpcore.URL, content: bytes | None
+    ) -> tuple[Any, dict[str, str]]:
+        headers = self._headers if content is None else self._json_headers
+        extensions = {"timeout": self._timeouts}
         # The deadline starts once a connection is free: time queued for one is not the server's.
-        async with self._connection() as client:
+        async with self._connection() as pool:
             try:
                 async with asyncio.timeout(self.settings.timeout_s):
-                    return await _send(client, method, path, body)
+                    async with pool.stream(
+                        method, url, headers=headers, content=content, extensions=extensions
+                    ) as response:
+                        return _answer(response.status, _headers(response), await _read_bounded(response))
             except TimeoutError:
                 raise RunError("timeout", f"no answer within {self.settings.timeout_s:g} s") from None
-            except httpx.TimeoutException as exc:
-                raise RunError("timeout", type(exc).__name__) from None
-            except httpx.TransportError as exc:
+            except httpcore.TimeoutException as exc:
+                raise RunError("timeout", _short(exc)) from None
+            except _TRANSPORT_ERRORS as exc:
                 raise RunError("connect", _short(exc)) from None
 
 
-async def _send(
-    client: httpx.AsyncClient, method: str, path: str | httpx.URL, body: dict[str, Any] | None
-) -> tuple[Any, httpx.Headers]:
-    async with client.stream(method, path, json=body) as response:
-        content = await _read_bounded(response)
-    if not 200 <= response.status_code < 300:
+def _headers(response: httpcore.Response) -> dict[str, str]:
+    """Response headers by lower-case name (a repeated header: its last value)."""
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
+
+
+def _answer(status: int, headers: dict[str, str], content: bytes) -> tuple[Any, dict[str, str]]:
+    if not 200 <= status < 300:
         raise RunError(
             "http",
-            f"HTTP {response.status_code}: {_http_detail(response, content)}",
-            http_status=response.status_code,
-            retry_after_s=_retry_after_s(response.headers.get("retry-after")),
+            f"HTTP {status}: {_http_detail(status, headers, content)}",
+            http_status=status,
+            retry_after_s=_retry_after_s(headers.get("retry-after")),
         )
-    return decode_body(content, response.headers.get("content-type", "")), response.headers
+    return decode_body(content, headers.get("content-type", "")), headers
 
 
 def check_transport(settings: LangGraphSettings) -> None:
@@ -303,21 +329,21 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def _http_detail(response: httpx.Response, content: bytes) -> str:
+def _http_detail(status: int, headers: dict[str, str], content: bytes) -> str:
     """A redirect names where it pointed (it is never followed); anything else, its body."""
-    if response.is_redirect:
-        location = response.headers.get("location", "(no location)")
+    if status in _REDIRECTS:
+        location = headers.get("location", "(no location)")
         return f"redirect to {_excerpt(location.encode())} (not followed)"
     return _excerpt(content)
 
 
-async def _read_bounded(response: httpx.Response) -> bytes:
-    declared = response.headers.get("content-length", "")
+async def _read_bounded(response: httpcore.Response) -> bytes:
+    declared = next((v for k, v in response.headers if k.lower() == b"content-length"), b"")
     if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
         raise RunError("bad-body", f"response of {int(declared)} bytes, over {MAX_RESPONSE_BYTES}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_stream():
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise RunError("bad-body", f"response larger than {MAX_RESPONSE_BYTES} bytes")
