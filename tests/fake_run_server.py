@@ -96,11 +96,15 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
         if not fake._track(sock):
             return
+        sock.settimeout(fake.idle_timeout_s)
         rfile = sock.makefile("rb")
         try:  # keep-alive loop: serve requests until a behaviour or the client ends it
             while not fake._stop.is_set() and (req := _read_request(rfile)) is not None:
                 if not fake._respond(sock, *req):
                     return
+        except TimeoutError:  # idle too long: hang up, as servers do
+            with fake._lock:
+                fake.idle_closed += 1
         except (OSError, ValueError):
             return
         finally:
@@ -112,7 +116,13 @@ class _Handler(socketserver.BaseRequestHandler):
 class FakeRunServer:
     """Fake run server; ``behaviours`` is a script (last entry repeats) or ``f(index, body)``."""
 
-    def __init__(self, behaviours: Script = ("ok",), *, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        behaviours: Script = ("ok",),
+        *,
+        tls: ssl.SSLContext | None = None,
+        idle_timeout_s: float | None = None,
+    ) -> None:
         if callable(behaviours):
             self._pick: Callable[[int, Body], str] = behaviours
         else:
@@ -123,6 +133,9 @@ class FakeRunServer:
                 raise ValueError(f"unknown behaviours: {bad}")
             self._pick = lambda i, _body: script[min(i, len(script) - 1)]
         self.tls = tls  # a server-side context: serve https
+        self.idle_timeout_s = idle_timeout_s  # close a kept-alive connection idle this long
+        self.idle_closed = 0  # connections it closed for being idle
+        self.connections = 0  # connections accepted
         self.url = ""
         self.requests: list[Body] = []  # parsed JSON bodies (``{}`` if not a JSON object)
         self.paths: list[str] = []  # paths of every request, ``GET /ok`` included
@@ -160,6 +173,7 @@ class FakeRunServer:
         with self._lock:
             if not self._stop.is_set():
                 self._conns.add(sock)
+                self.connections += 1
             return not self._stop.is_set()
 
     def _respond(

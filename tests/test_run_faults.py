@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import mailbox
 import sqlite3
 import threading
@@ -14,6 +15,8 @@ from corpus import varied_messages
 from fake_run_server import FakeRunServer
 from store_view import outcomes, rows
 from watchd import wait_until
+
+from triage.runs import RunsClient, RunsSettings
 
 # uid -> the server's answers to successive attempts (the last one repeats).
 SCRIPT: dict[int, list[str]] = {
@@ -187,3 +190,20 @@ def test_a_run_waiting_for_a_free_connection_is_not_timed_out_by_the_wait(tmp_pa
     # Each run takes 1 s of its 1.6 s; counted from when it was handed over, the second would be late.
     assert outcomes(db) == {uid: ("ok", "new-task", 1) for uid in (1, 2, 3)}
     assert len(server.requests) == 3
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    """Servers hang up on idle keep-alive connections; the next run opens a new one at once."""
+    body = {"assistant_id": "agent", "input": {"messages": []}, "metadata": {}}
+    with FakeRunServer(idle_timeout_s=0.2) as server:
+
+        async def two_runs() -> list[int]:
+            settings = RunsSettings(server.url, None, 5.0, 1, 3, 0.01)
+            async with RunsClient(settings) as runs:
+                first = await runs.wait(body)
+                wait_until(lambda: server.idle_closed == 1, 10, "the server's hang-up")
+                second = await runs.wait(body)
+            return [first.attempts, second.attempts]
+
+        assert asyncio.run(two_runs()) == [1, 1]
+        assert server.connections == 2 and len(server.requests) == 2

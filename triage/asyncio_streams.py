@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import ssl
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -52,8 +53,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
             # Asked of an idle connection before it is reused: anything to read then means the
-            # server has closed it (or broken it).
-            return self._reader.at_eof() or self._reader.exception() is not None
+            # server has closed it (or broken it), even if the event loop has not seen it yet.
+            if self._reader.at_eof() or self._reader.exception() is not None:
+                return True
+            poll = select.poll()
+            poll.register(self._writer.get_extra_info("socket").fileno(), select.POLLIN)
+            return bool(poll.poll(0))
         extra = {"client_addr": "sockname", "server_addr": "peername"}.get(info, info)
         return self._writer.get_extra_info(extra)
 
