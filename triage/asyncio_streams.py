@@ -45,7 +45,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 await self._writer.start_tls(
                     ssl_context, server_hostname=server_hostname, ssl_handshake_timeout=timeout
                 )
-        except httpcore.ConnectError:
+        except (httpcore.ConnectError, httpcore.ConnectTimeout):
             self._writer.close()
             raise
         return self
