@@ -188,7 +188,7 @@ class _StubProtocol(asyncio.Protocol):
             elif name == "connection":
                 keep_alive = value != "close"
             elif name == "transfer-encoding":
-                self._fail(501, "Not Implemented")  # httpx sends content-length for json=
+                self._fail(501, "Not Implemented")  # triage sends a content-length
                 return None
         if length > MAX_BODY_BYTES:
             self._fail(413, "Content Too Large")
