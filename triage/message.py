@@ -107,7 +107,7 @@ class _BoundedPolicy(email.policy.EmailPolicy):
                 self.truncated.append(name)
         return name, value
 
-    def header_fetch_parse(self, name: str, value: str) -> object:
+    def header_fetch_parse(self, name: str, value: str) -> str:
         """Parsed headers are immutable: each distinct (name, value) is parsed once, not per read."""
         if hasattr(value, "name"):
             return value
@@ -120,7 +120,7 @@ _POLICY = _BoundedPolicy()
 
 
 @functools.lru_cache(maxsize=_CACHED_HEADERS)
-def _parsed_header(name: str, value: str) -> object:
+def _parsed_header(name: str, value: str) -> str:  # a headerregistry header: a str subclass
     # The stdlib re-parses a header on every read, and MIME headers are read many times per part;
     # Content-Type values repeat across messages too.
     return email.policy.EmailPolicy.header_fetch_parse(_POLICY, name, value)
@@ -129,7 +129,7 @@ def _parsed_header(name: str, value: str) -> object:
 def _parse_tree(raw: bytes, warnings: list[str]) -> Message:
     """The MIME tree; one nested too deep for the stdlib's recursive parser keeps its headers only."""
     truncated: list[str] = []
-    policy = _POLICY.clone(truncated=truncated)
+    policy = _POLICY.clone(truncated=truncated)  # type: ignore[call-arg]  # this subclass's own field
     try:
         msg = email.message_from_bytes(raw, policy=policy)
     except RecursionError:

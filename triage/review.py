@@ -16,12 +16,13 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from pydantic import ValidationError
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Label,
     Select,
     column,
     delete,
@@ -66,6 +67,7 @@ _STREAM = {"yield_per": 500}
 _NO_RUN = "(no run)"  # the assistant and template of decisions made without a run
 _Latest = aliased(Correction, name="latest_correction")
 T = TypeVar("T")
+_Columns = TypeVarTuple("_Columns")
 
 
 def parse_when(text: str, *, now: datetime | None = None) -> datetime:
@@ -157,8 +159,8 @@ def _escape_like(text: str) -> str:
 
 
 def _filtered(
-    query: Select[Any], store: Store, filters: Filters, *, join_message: bool = False
-) -> Select[Any]:
+    query: Select[*_Columns], store: Store, filters: Filters, *, join_message: bool = False
+) -> Select[*_Columns]:
     """Apply the filters, joining the messages table only when something needs it (stats is faster)."""
     wanted, uses_message = _conditions(filters, store.engine.dialect.name)
     if join_message or uses_message:
@@ -172,7 +174,7 @@ def _latest_correction_id() -> Any:
     return select(func.max(newer.id)).where(newer.decision_pk == DecisionRecord.id).scalar_subquery()
 
 
-_LOG_COLUMNS = (
+_LOG_COLUMNS: tuple[Label[Any], ...] = (
     DecisionRecord.id.label("id"),
     DecisionRecord.created_at.label("time"),
     StoredMessage.account.label("account"),
@@ -189,7 +191,7 @@ _LOG_COLUMNS = (
     _Latest.decision.label("corrected_decision"),
     _Latest.thread_id.label("corrected_thread_id"),
 )
-_EXPORT_COLUMNS = (
+_EXPORT_COLUMNS: tuple[Label[Any], ...] = (
     StoredMessage.recipients.label("to"),
     StoredMessage.sent_at_text.label("date"),
     StoredMessage.in_reply_to.label("in_reply_to"),
@@ -446,7 +448,7 @@ def stats(store: Store, filters: Filters, *, by: str = "day") -> dict[str, Any]:
     """
     tallies: dict[tuple[str, str, str], Tally] = {}
 
-    def tally(key: tuple[Any, ...]) -> Tally:
+    def tally(key: Sequence[Any]) -> Tally:
         day_text = str(key[0])
         full_key = (day_text, key[1] or _NO_RUN, key[2] or _NO_RUN)
         found = tallies.get(full_key)

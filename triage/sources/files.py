@@ -12,6 +12,7 @@ from datetime import date, datetime
 from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 from triage.errors import TriageError
 from triage.sources import RawMessage
@@ -69,7 +70,7 @@ def _in_range(when: datetime | None, since: date | None, before: date | None) ->
 class _MailboxReader:
     """Raw bytes by key from a stdlib mailbox, in a stable key order."""
 
-    def __init__(self, box: mailbox.Mailbox) -> None:  # type: ignore[type-arg]
+    def __init__(self, box: mailbox.Mailbox[Any]) -> None:
         self._box = box
 
     def keys(self) -> list[str]:
@@ -80,7 +81,7 @@ class _MailboxReader:
 
     def get(self, key: str) -> bytes:
         real_key: str | int = int(key) if isinstance(self._box, mailbox.mbox) else key
-        return self._box.get_bytes(real_key)
+        return self._box.get_bytes(real_key)  # type: ignore[arg-type]  # an mbox's keys are ints
 
     def close(self) -> None:
         self._box.close()

@@ -264,7 +264,7 @@ def first_text_part(structure: Any, prefix: str = "") -> TextPart | None:
     not entered."""
     found = list(_text_parts(structure, prefix))
     plain = [part for part in found if part.content_type == "text/plain"]
-    return (plain or found or [None])[0]
+    return plain[0] if plain else found[0] if found else None
 
 
 def _text_parts(structure: Any, prefix: str) -> Iterator[TextPart]:
