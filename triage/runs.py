@@ -227,7 +227,7 @@ class RunsClient:
     async def _with_retries(
         self, method: str, url: httpcore.URL, body: dict[str, Any] | None
     ) -> tuple[tuple[Any, dict[str, str]], int]:
-        content = None if body is None else json.dumps(body).encode()
+        content = None if body is None else _json_bytes(body)
         attempt = 0
         while True:
             attempt += 1
@@ -264,6 +264,11 @@ class RunsClient:
                 raise RunError("timeout", _short(exc)) from None
             except _TRANSPORT_ERRORS as exc:
                 raise RunError("connect", _short(exc)) from None
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as httpx's `json=` sends it; NaN is refused, as JSON has none."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _headers(response: httpcore.Response) -> dict[str, str]:
