@@ -56,6 +56,8 @@ def test_bad_values_end_in_one_line_naming_the_key(tmp_path: Path) -> None:
         '[imap]\npassword = "p-secret-1"\npassword_command = "echo x"\n': ("imap", "only one of"),
         '[langgraph]\nurl = "ftp://x"\n': ("langgraph", "http"),
         '[langgraph]\non_completion = "never"\n': ("langgraph.on_completion",),
+        "[langgraph]\nmetadata = { x = nan }\n": ("langgraph.metadata", "NaN and infinity"),
+        "[langgraph]\nconfig = { when = 2026-11-29 }\n": ("langgraph.config", "type date is not JSON"),
         "[imap\n": ("not valid TOML",),
     }
     for text, needles in cases.items():

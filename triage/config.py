@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from triage.errors import ConfigError
@@ -73,6 +82,18 @@ class LangGraphSettings(Section):
     webhook: str | None = None
     on_completion: Literal["delete", "keep"] = "delete"
     allow_insecure: bool = False
+
+    @field_validator("metadata", "config")
+    @classmethod
+    def _json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Sent as JSON with every run: TOML's dates, times, NaN and infinity have no JSON form."""
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise ValueError("NaN and infinity cannot be sent as JSON") from None
+        except TypeError as exc:
+            raise ValueError(f"cannot be sent as JSON: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _http_url(self) -> LangGraphSettings:
