@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
 from pathlib import Path
 
+import pytest
 from cli import popen_triage, run_triage
 from fake_run_server import FakeRunServer
 from store_view import outcomes, rows
 from test_run_faults import ScriptedByUid, _env, _mbox
 from watchd import wait_until
+
+from triage.errors import TriageError
+from triage.runs import RunError, RunsSettings
+from triage.runs_worker import RunsWorker
 
 N_MESSAGES = 12
 
@@ -111,3 +117,26 @@ def test_the_run_worker_exits_when_its_backfill_is_killed(tmp_path: Path) -> Non
             wait_until(lambda: not _alive(worker), 30, "the orphaned run worker to exit")
         finally:
             process.kill()
+
+
+def test_a_call_that_fails_unexpectedly_in_the_worker_is_answered_at_once() -> None:
+    """A bug in the child is one clear error for its call, never a wait for the answer deadline."""
+    body = {"assistant_id": "agent", "input": {"messages": []}, "metadata": {}}
+
+    async def calls(url: str) -> tuple[str, str, int]:
+        async with RunsWorker(RunsSettings(url, None, 5.0, 2, 2, 0.01)) as worker:
+            with pytest.raises(TriageError) as failed:
+                await asyncio.wait_for(worker._call("no_such_call"), 10)
+            with pytest.raises(RunError) as unsendable:
+                await asyncio.wait_for(worker.wait({**body, "metadata": {"x": float("nan")}}), 10)
+            result = await asyncio.wait_for(worker.wait(body), 10)  # the same child serves on
+            return str(failed.value), f"{unsendable.value.kind} {unsendable.value.attempts}", result.attempts
+
+    with FakeRunServer() as server:
+        failed, unsendable, attempts = asyncio.run(calls(server.url))
+        assert (
+            failed
+            == "the run worker failed: AttributeError: 'RunsClient' object has no attribute 'no_such_call'"
+        )
+        assert unsendable == "bad-request 1" and attempts == 1
+        assert server.paths == ["/runs/wait"]  # the NaN body was never sent

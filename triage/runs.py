@@ -30,7 +30,7 @@ from triage.hosts import is_loopback_host
 if TYPE_CHECKING:  # at run time this module never loads the settings (see RunsSettings)
     from triage.config import LangGraphSettings
 
-ErrorKind = Literal["connect", "timeout", "http", "bad-body", "graph-error", "no-answer"]
+ErrorKind = Literal["connect", "timeout", "http", "bad-body", "graph-error", "no-answer", "bad-request"]
 _RETRYABLE: frozenset[str] = frozenset({"connect", "timeout", "bad-body"})
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _BACKOFF_BASE_S = 0.5  # the first retry's wait, doubling up to backoff_cap_s
@@ -227,7 +227,10 @@ class RunsClient:
     async def _with_retries(
         self, method: str, url: httpcore.URL, body: dict[str, Any] | None
     ) -> tuple[tuple[Any, dict[str, str]], int]:
-        content = None if body is None else _json_bytes(body)
+        try:
+            content = None if body is None else _json_bytes(body)
+        except (TypeError, ValueError) as exc:  # never sent, so never retried
+            raise RunError("bad-request", f"the request cannot be sent as JSON: {exc}", attempts=1) from None
         attempt = 0
         while True:
             attempt += 1

@@ -210,6 +210,9 @@ async def _serve(answers_fd: int) -> None:
                 reply = (call, True, await getattr(runs, name)(*args))
             except (RunError, TriageError) as error:
                 reply = (call, False, _failure(error))
+            except Exception as error:  # a bug: said at once, not left for the parent to wait out
+                failed = TriageError(f"the run worker failed: {type(error).__name__}: {error}")
+                reply = (call, False, _failure(failed))
             answers.write(_frame(reply))
 
         with contextlib.suppress(asyncio.IncompleteReadError):  # stdin closed: the parent is done
