@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
 
-from bs4 import BeautifulSoup, Comment
+from bs4 import BeautifulSoup, Comment, Tag
 
 # Elements whose text is never meant to be read.
 _INVISIBLE_TAGS = ("script", "style", "head", "title", "template", "noscript")
@@ -372,20 +372,38 @@ def html_to_text(html: str) -> str:
 
 def _soup_text(html: str) -> str:
     soup = BeautifulSoup(html, "html.parser")
-    for node in soup.find_all(string=lambda s: isinstance(s, Comment)):
-        node.extract()
-    for tag in soup.find_all(_INVISIBLE_TAGS):
-        tag.decompose()
-    for tag in soup.find_all(style=_HIDDEN_STYLE):
-        tag.decompose()
-    for tag in soup.find_all(hidden=True):
-        tag.decompose()
-    for link in soup.find_all("a", href=True):
+    links: list[Tag] = []
+    breaks: list[Tag] = []
+    # One walk of the tree (a find_all per kind of node walked it six times): what is hidden goes
+    # with everything inside it; links and line breaks are rewritten once the hidden text is gone.
+    parents: list[Tag] = [soup]
+    while parents:
+        for node in list(parents.pop().contents):
+            if isinstance(node, Comment):
+                node.extract()
+            elif not isinstance(node, Tag):
+                continue
+            elif _is_hidden(node):
+                node.decompose()
+            else:
+                if node.name == "a" and node.has_attr("href"):
+                    links.append(node)
+                elif node.name == "br":
+                    breaks.append(node)
+                parents.append(node)
+    for link in links:
         href = str(link["href"])
         if href.startswith(("http://", "https://")) and href != link.get_text(strip=True):
             link.append(f" ({href})")
-    for br in soup.find_all("br"):
+    for br in breaks:
         br.replace_with("\n")
     text = soup.get_text("\n")
     lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(lines)
+
+
+def _is_hidden(tag: Tag) -> bool:
+    if tag.name in _INVISIBLE_TAGS or tag.has_attr("hidden"):
+        return True
+    style = tag.get("style")
+    return isinstance(style, str) and _HIDDEN_STYLE.search(style) is not None
