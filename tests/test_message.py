@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from email.message import EmailMessage
 
 from corpus import kinds, varied_messages
@@ -141,3 +143,9 @@ def test_non_mail_is_unparseable_not_an_exception() -> None:
 
 def test_html_to_text_keeps_line_structure() -> None:
     assert html_to_text("<p>one</p><p>two<br>three</p>").split() == ["one", "two", "three"]
+
+
+def test_an_html_body_that_looks_like_a_url_is_read_without_a_warning() -> None:
+    code = "from triage.message import html_to_text; print(html_to_text('https://example.com/x'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (done.stdout, done.stderr) == ("https://example.com/x\n", "")

@@ -8,12 +8,16 @@ import email.policy
 import email.utils
 import functools
 import re
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
 
-from bs4 import BeautifulSoup, Comment, Tag
+from bs4 import BeautifulSoup, Comment, MarkupResemblesLocatorWarning, Tag
+
+# A body that happens to look like a URL or a file name is still a body: no warning on stderr.
+warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning)
 
 # Elements whose text is never meant to be read.
 _INVISIBLE_TAGS = ("script", "style", "head", "title", "template", "noscript")
