@@ -38,7 +38,6 @@ _KEEPALIVE_S = 4.0  # an idle connection is closed after this long: before uvico
 _BACKEND = AsyncioBackend()
 _USER_AGENT = f"triage/{__version__}".encode()
 _TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol)
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # A final state is a few levels deep; anything deeper is hostile or broken, and deep values make
 # the store's JSON encoder recurse.
 MAX_JSON_DEPTH = 64
@@ -260,7 +259,9 @@ class RunsClient:
                     async with pool.stream(
                         method, url, headers=headers, content=content, extensions=extensions
                     ) as response:
-                        return _answer(response.status, _headers(response), await _read_bounded(response))
+                        got = _headers(response)
+                        body = await _read_bounded(response, got.get("content-length", ""))
+                        return _answer(response.status, got, body)
             except TimeoutError:
                 raise RunError("timeout", f"no answer within {self.settings.timeout_s:g} s") from None
             except httpcore.TimeoutException as exc:
@@ -339,14 +340,13 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 def _http_detail(status: int, headers: dict[str, str], content: bytes) -> str:
     """A redirect names where it pointed (it is never followed); anything else, its body."""
-    if status in _REDIRECTS:
+    if httpx.codes.is_redirect(status):
         location = headers.get("location", "(no location)")
         return f"redirect to {_excerpt(location.encode())} (not followed)"
     return _excerpt(content)
 
 
-async def _read_bounded(response: httpcore.Response) -> bytes:
-    declared = next((v for k, v in response.headers if k.lower() == b"content-length"), b"")
+async def _read_bounded(response: httpcore.Response, declared: str) -> bytes:
     if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
         raise RunError("bad-body", f"response of {int(declared)} bytes, over {MAX_RESPONSE_BYTES}")
     chunks: list[bytes] = []
