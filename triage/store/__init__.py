@@ -1,9 +1,15 @@
 """The decision log: SQLAlchemy over SQLite (WAL) by default, any SQLAlchemy URL accepted.
 
-A message is *claimed* (its decision row set to `pending`) before its run starts and its outcome is
-written when the run ends. Claimed-but-unfinished and failed (`error`) messages are retried by the
-next pass; `ok`, `needs-review` and `unparseable` are final. One decision row per message, enforced
-by a unique key, so a message is never recorded twice.
+A message is *claimed* (its decision row set to `pending`, naming the claiming process) before its
+run starts and its outcome is written when the run ends. A claim is held for as long as its process
+lives (store.processes); claimed-but-abandoned and failed (`error`) messages are retried by the next
+pass; `ok`, `needs-review` and `unparseable` are final. One decision row per message, enforced by a
+unique key, so a message is never recorded twice.
+
+Several processes may share a store. Every write that reads first runs in a transaction that holds
+the write lock from its start (SQLite's BEGIN IMMEDIATE; PostgreSQL's row locks and conditional
+statements), every insert that can race does nothing where the row exists (store.conflicts), and
+the schema is migrated by one process while the others wait.
 """
 
 from __future__ import annotations
@@ -17,33 +23,35 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    CursorResult,
     Engine,
     Select,
+    and_,
     bindparam,
     create_engine,
     event,
     func,
-    insert,
     inspect,
+    or_,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.errors import ConfigError, TriageError
 from triage.message import Email
 from triage.sources import RawMessage
 from triage.store import threads
+from triage.store.conflicts import inserted, inserted_id
 from triage.store.models import DecisionRecord, MailboxState, StoredMessage, table
+from triage.store.processes import LIVE_OWNERS, new_owner_id
 from triage.store.threads import ThreadAssignment
 
 FINAL_STATUSES = ("ok", "needs-review", "unparseable")
 # The newest migration in migrations/versions (a test keeps the two in step).
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 # Outcome fields stored as they are on a decision row (attempts add up instead).
 _OUTCOME_FIELDS = (
     "status",
@@ -68,17 +76,41 @@ _CARRIED_FIELDS = (
     *("routing_status", "routing_thread_id", "routing_run_id", "routing_actions", "routing_error"),
 )
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The advisory lock that PostgreSQL processes take to migrate one at a time (any constant will do).
+_MIGRATION_LOCK = 0x7472696167
 _MESSAGES = table(StoredMessage)
 _DECISIONS = table(DecisionRecord)
+_MAILBOXES = table(MailboxState)
 # The statements every message runs, built once: building one costs more than executing it.
 # Columns come from each call's parameters; the bound names below are not column names.
-_INSERT_MESSAGE = insert(_MESSAGES)
 _UPDATE_MESSAGE = update(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_pk"))
-_INSERT_DECISION = insert(_DECISIONS)
-_UPDATE_DECISION = update(_DECISIONS).where(_DECISIONS.c.id == bindparam("decision_pk"))
-_RECORD_OUTCOME = _UPDATE_DECISION.values(attempts=_DECISIONS.c.attempts + bindparam("added_attempts"))
+_MESSAGE_PK = select(_MESSAGES.c.id).where(
+    *(_MESSAGES.c[name] == bindparam(name) for name in ("account", "mailbox", "uidvalidity", "uid"))
+)
+# A claim may be taken from a run that failed, or from a process that is gone (or never said who
+# it was, before 0010), or that is this one; never from a live process.
+_TAKEABLE = or_(
+    _DECISIONS.c.status == "error",
+    and_(
+        _DECISIONS.c.status == "pending",
+        or_(
+            _DECISIONS.c.claimed_by.is_(None),
+            _DECISIONS.c.claimed_by == bindparam("owner"),
+            _DECISIONS.c.claimed_by.not_in(LIVE_OWNERS),
+        ),
+    ),
+)
+_TAKE_CLAIM = update(_DECISIONS).where(_DECISIONS.c.id == bindparam("decision_pk"), _TAKEABLE)
+_RECORD_OUTCOME = (
+    update(_DECISIONS)
+    .where(_DECISIONS.c.id == bindparam("decision_pk"), _DECISIONS.c.claimed_by == bindparam("owner"))
+    .values(attempts=_DECISIONS.c.attempts + bindparam("added_attempts"))
+)
+_OTHER_PROCESSES = LIVE_OWNERS.where(LIVE_OWNERS.selected_columns[0] != bindparam("owner")).limit(1)
 _UNFINISHED = ("pending", "error")  # every status but the final ones
-_UNFINISHED_MESSAGE_KEYS = select(_DECISIONS.c.message_pk).where(_DECISIONS.c.status.in_(_UNFINISHED))
+_UNFINISHED_MESSAGE_KEYS = select(_DECISIONS.c.message_pk).where(
+    _DECISIONS.c.status.in_(_UNFINISHED), _TAKEABLE
+)
 _IDENTITIES_BY_KEY = select(
     _MESSAGES.c.account, _MESSAGES.c.mailbox, _MESSAGES.c.uidvalidity, _MESSAGES.c.uid
 ).where(_MESSAGES.c.id.in_(bindparam("keys", expanding=True)))
@@ -139,7 +171,7 @@ class StoreFailed(TriageError):
 
 def store_failed(exc: SQLAlchemyError) -> StoreFailed:
     """One line a user can act on; nothing is lost, as unrecorded mail stays undecided."""
-    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    reason = _one_line(exc)
     hints = {
         "locked": "another program holds a lock on it",
         "readonly": "the file or its folder is read-only",
@@ -160,23 +192,34 @@ def _now() -> datetime:
 
 class Store:
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._session = sessionmaker(engine, expire_on_commit=False)
+        self.engine = engine  # for reading; writes go through `_writer`, which locks at BEGIN
+        self._writer = _writer(engine)
+        self._session = sessionmaker(self._writer, expire_on_commit=False)
+        self._reader = sessionmaker(engine, expire_on_commit=False)
+        # Who this process's claims name (store.processes registers it while it works).
+        self.owner = new_owner_id()
         # (account, mailbox, uidvalidity) -> whether messages of another UIDVALIDITY exist.
         self._other_generations: dict[tuple[str, str, int], bool] = {}
         self._batch: Connection | None = None  # see batched()
         self._batch_writes = 0
+        self._batch_paused = False
 
     @classmethod
     def open(cls, url: str) -> Store:
         """Connect and bring the schema up to date."""
         engine = _engine(url)
         try:
-            with engine.begin() as connection:
-                if _schema_version(connection) != SCHEMA_HEAD:
-                    _migrate(connection)
+            with engine.connect() as connection:
+                current = _schema_version(connection) == SCHEMA_HEAD
+            if not current:
+                # One process migrates; the others wait for its lock and find the schema current.
+                with _writer(engine).begin() as connection:
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+                    if _schema_version(connection) != SCHEMA_HEAD:
+                        _migrate(connection)
         except OperationalError as exc:
-            raise TriageError(f"cannot open store {_safe_url(url)}: {exc.orig}") from None
+            raise TriageError(f"cannot open store {_safe_url(url)}: {_one_line(exc)}") from None
         return cls(engine)
 
     @classmethod
@@ -204,9 +247,14 @@ class Store:
         (routing, mailbox actions) must see it committed first, so batches are for runs that only
         record. The batch commits at its end and every _BATCH_MOST writes, and is rolled back if
         an error ends it.
+
+        A batch holds the store's write lock from one commit to the next, which would starve any
+        other process writing to the store. So while another process is registered (a daemon, a
+        second backfill), each commit pauses the batch, and writes commit one by one.
         """
-        with self.engine.connect() as connection:
+        with self._writer.connect() as connection:
             self._batch, self._batch_writes = connection, 0
+            self._batch_paused = self._others_working()
             try:
                 yield
                 connection.commit()
@@ -214,16 +262,28 @@ class Store:
                 self._batch = None
 
     def commit_batch(self) -> None:
-        """Commit what the batch has written so far (a no-op outside a batch, or with nothing new)."""
-        if self._batch is not None and self._batch_writes:
+        """Commit what the batch holds so far (a no-op outside a batch), and pause or resume it."""
+        if self._batch is None:
+            return
+        if self._batch.in_transaction():
             self._batch.commit()
-            self._batch_writes = 0
+        self._batch_writes = 0
+        self._batch_paused = self._others_working()
+
+    def _others_working(self) -> bool:
+        with self.engine.connect() as connection:
+            return connection.execute(_OTHER_PROCESSES, {"owner": self.owner}).first() is not None
+
+    @property
+    def _open_batch(self) -> Connection | None:
+        return None if self._batch_paused else self._batch
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """A connection to read with: the batch's, which sees its own writes, or a new one."""
-        if self._batch is not None:
-            yield self._batch
+        batch = self._open_batch
+        if batch is not None:
+            yield batch
             return
         with self.engine.connect() as connection:
             yield connection
@@ -231,19 +291,25 @@ class Store:
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
         """A connection in a transaction for one write: the batch's, or one committed at the end."""
-        if self._batch is None:
-            with self.engine.begin() as connection:
+        batch = self._open_batch
+        if batch is None:
+            with self._writer.begin() as connection:
                 yield connection
             return
-        yield self._batch
+        yield batch
         self._batch_writes += 1
         if self._batch_writes >= _BATCH_MOST:
             self.commit_batch()
 
     @property
     def sessions(self) -> sessionmaker[Session]:
-        """For modules that keep their own tables in this store (watchers, review)."""
+        """For modules that keep their own tables in this store: sessions that write."""
         return self._session
+
+    @property
+    def read_sessions(self) -> sessionmaker[Session]:
+        """Sessions that only read: they take no lock (and work on a read-only file)."""
+        return self._reader
 
     def note_mailbox(self, account: str, mailbox: str, uidvalidity: int, start_uid: int = 0) -> int | None:
         """Record the mailbox's UIDVALIDITY; return the one known before (None if new).
@@ -252,18 +318,11 @@ class Store:
         since every UID of the old generation is void.
         """
         with self._session.begin() as session:
-            state = _mailbox_state(session, account, mailbox)
-            if state is None:
-                session.add(
-                    MailboxState(
-                        account=account,
-                        name=mailbox,
-                        uidvalidity=uidvalidity,
-                        highest_recorded_uid=start_uid,
-                        updated_at=_now(),
-                    )
-                )
+            new = {"account": account, "name": mailbox, "uidvalidity": uidvalidity, "updated_at": _now()}
+            if inserted(session.connection(), _MAILBOXES, {**new, "highest_recorded_uid": start_uid}):
                 return None
+            state = _mailbox_state(session, account, mailbox)
+            assert state is not None, "the row exists: the insert found it"
             previous = state.uidvalidity
             if previous != uidvalidity:
                 state.uidvalidity, state.highest_recorded_uid = uidvalidity, 0
@@ -272,7 +331,7 @@ class Store:
 
     def watermark(self, account: str, mailbox: str) -> int:
         """The highest UID below which every message of the mailbox has a recorded row."""
-        with self._session() as session:
+        with self._reader() as session:
             state = _mailbox_state(session, account, mailbox)
             return state.highest_recorded_uid if state is not None else 0
 
@@ -284,7 +343,7 @@ class Store:
                 state.updated_at = _now()
 
     def unfinished_uids(self, account: str, mailbox: str, uidvalidity: int) -> list[int]:
-        """Claimed-but-unfinished and failed messages: the ones to run again.
+        """Failed messages, and claims no live process holds: the ones to run again.
 
         Found through the status index, then their messages by key. As one join, SQLite's planner
         walks the whole mailbox generation instead: 68 ms at 200,000 messages, at every catch-up.
@@ -292,7 +351,7 @@ class Store:
         generation = (account, mailbox, uidvalidity)
         found: list[int] = []
         with self.engine.connect() as connection:
-            keys = list(connection.execute(_UNFINISHED_MESSAGE_KEYS).scalars())
+            keys = list(connection.execute(_UNFINISHED_MESSAGE_KEYS, {"owner": self.owner}).scalars())
             for start in range(0, len(keys), _KEYS_PER_QUERY):
                 chunk = {"keys": keys[start : start + _KEYS_PER_QUERY]}
                 for *where, uid in connection.execute(_IDENTITIES_BY_KEY, chunk):
@@ -305,11 +364,23 @@ class Store:
         query = _recorded_uids(account, mailbox, uidvalidity).where(
             StoredMessage.uid > above, DecisionRecord.status.in_(FINAL_STATUSES)
         )
-        with self._session() as session:
+        with self._reader() as session:
             return set(session.scalars(query))
 
+    def held_elsewhere(self, account: str, mailbox: str, uidvalidity: int, uids: list[int]) -> set[int]:
+        """Those of `uids` whose run another live process is making now."""
+        query = _recorded_uids(account, mailbox, uidvalidity).where(
+            DecisionRecord.status == "pending",
+            DecisionRecord.claimed_by != self.owner,
+            DecisionRecord.claimed_by.in_(LIVE_OWNERS),
+        )
+        wanted = set(uids)
+        with self._reader() as session:
+            return {uid for uid in session.scalars(query) if uid in wanted}
+
     def claim(self, raw: RawMessage, email: Email, claim: Claim) -> Claimed | None:
-        """Mark the message in progress; None if its outcome is already final (skip it).
+        """Mark the message in progress; None if its outcome is final or another live process holds
+        it (skip it: that process records it, or its claim is free once it is gone).
 
         The per-message writes use SQLAlchemy Core, not the ORM: they run for every message of a
         backfill, and the ORM's unit of work cost more than the run itself against a fast server.
@@ -322,22 +393,26 @@ class Store:
             "assistant_id": claim.assistant_id,
             "request_metadata": claim.request_metadata,
             "candidates": claim.candidates,
+            "claimed_by": self.owner,
             "updated_at": _now(),
         }
         with self._writing() as connection:
             known_pk, decision_pk, status = _message_and_decision(connection, raw)
-            message_pk = _write_message(connection, raw, email, known_pk)
+            message_pk, made = _write_message(connection, raw, email, known_pk)
             if decision_pk is None:
-                inserted = connection.execute(
-                    _INSERT_DECISION,
-                    {"message_pk": message_pk, "attempts": 0, "created_at": _now(), **values},
-                )
-                decision_pk = _inserted_id(inserted)
+                new = {"message_pk": message_pk, "attempts": 0, "created_at": _now(), **values}
+                decision_pk = inserted_id(connection, _DECISIONS, new)
+                if decision_pk is None:  # another process claimed it a moment ago
+                    return None
             elif status in FINAL_STATUSES:
                 return None
             else:
-                connection.execute(_UPDATE_DECISION, {"decision_pk": decision_pk, **values})
-            return Claimed(decision_pk, message_pk, raw.account, raw.mailbox, fresh=known_pk is None)
+                taken = connection.execute(
+                    _TAKE_CLAIM, {"decision_pk": decision_pk, "owner": self.owner, **values}
+                )
+                if not taken.rowcount:
+                    return None
+            return Claimed(decision_pk, message_pk, raw.account, raw.mailbox, fresh=made)
 
     def carry_over(self, raw: RawMessage, email: Email) -> Outcome | None:
         """The same mail already decided under an earlier UIDVALIDITY keeps that decision.
@@ -369,21 +444,20 @@ class Store:
             twin = connection.execute(twin_query).mappings().first()
             if twin is None:
                 return None
-            message_pk = _write_message(connection, raw, email, None)
+            message_pk, _ = _write_message(connection, raw, email, None)
             copied = {name: twin[name] for name in _CARRIED_FIELDS}
             now = _now()
             carried_by = f"carried-over:{twin['id']}"
-            connection.execute(
-                _INSERT_DECISION,
-                {
-                    "message_pk": message_pk,
-                    "decided_by": carried_by,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                    **copied,
-                },
-            )
+            carried = {
+                "message_pk": message_pk,
+                "decided_by": carried_by,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+                **copied,
+            }
+            if not inserted(connection, _DECISIONS, carried):
+                return None  # another process carried it over a moment ago
             threads.carry_membership(connection, twin["message_pk"], message_pk)
             outcome_fields = {name: copied[name] for name in _OUTCOME_FIELDS if name != "decided_by"}
             return Outcome(**outcome_fields, decided_by=carried_by)
@@ -409,54 +483,56 @@ class Store:
         *,
         thread: tuple[Email, ThreadAssignment] | None = None,
         routing_status: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Write a claimed message's outcome, and its thread assignment in the same transaction.
 
-        Attempts add up across passes. `routing_status` (pending, dry-run) says what is left to do.
+        Attempts add up across passes. `routing_status` (pending, dry-run) says what is left to do;
+        pending routing is claimed by this process with the outcome. False, and nothing written,
+        if the claim was lost meanwhile (this process was taken for dead: see store.processes).
         """
         values = {name: getattr(outcome, name) for name in _OUTCOME_FIELDS}
+        routing_owner = self.owner if routing_status == "pending" else None
         with self._writing() as connection:
-            connection.execute(
+            written = connection.execute(
                 _RECORD_OUTCOME,
                 {
                     **values,
                     "decision_pk": claimed.decision_pk,
+                    "owner": self.owner,
                     "added_attempts": outcome.attempts,
                     "updated_at": _now(),
                     "routing_status": routing_status,
+                    "routing_claimed_by": routing_owner,
                 },
             )
+            if not written.rowcount:
+                return False
             if thread is not None:
                 threads.assign(connection, claimed, *thread)
+        return True
 
     def record_unparseable(self, raw: RawMessage, reason: str) -> bool:
         """Record bytes that are not mail at all; False if already recorded."""
         now = _now()
-        try:
-            with self._writing() as connection:
-                message_pk, decision_pk, _ = _message_and_decision(connection, raw)
-                if decision_pk is not None:
-                    return False
-                connection.execute(
-                    _INSERT_DECISION,
-                    {
-                        "message_pk": _write_message(connection, raw, None, message_pk),
-                        "status": "unparseable",
-                        "problem": reason,
-                        "decided_by": "parser",
-                        "attempts": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                    },
-                )
-        except IntegrityError:
-            return False
-        return True
+        with self._writing() as connection:
+            message_pk, decision_pk, _ = _message_and_decision(connection, raw)
+            if decision_pk is not None:
+                return False
+            recorded = {
+                "message_pk": _write_message(connection, raw, None, message_pk)[0],
+                "status": "unparseable",
+                "problem": reason,
+                "decided_by": "parser",
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            return inserted(connection, _DECISIONS, recorded)
 
     def reopenable(self, account: str, status: str, since: date | None) -> dict[str, set[int]]:
         """The UIDs per mailbox that `reopen` would make pending (it changes nothing)."""
         chosen: dict[str, set[int]] = {}
-        with self._session() as session:
+        with self._reader() as session:
             for _, mailbox, uid in session.execute(_reopen_query(account, status, since)):
                 chosen.setdefault(mailbox, set()).add(uid)
         return chosen
@@ -469,13 +545,13 @@ class Store:
         chosen: dict[str, set[int]] = {}
         with self._session.begin() as session:
             for record, mailbox, uid in session.execute(_reopen_query(account, status, since)):
-                record.status, record.updated_at = "pending", _now()
+                record.status, record.claimed_by, record.updated_at = "pending", None, _now()
                 chosen.setdefault(mailbox, set()).add(uid)
         return chosen
 
     def status_counts(self) -> dict[str, int]:
         query = select(DecisionRecord.status, func.count()).group_by(DecisionRecord.status)
-        with self._session() as session:
+        with self._reader() as session:
             return {status: count for status, count in session.execute(query)}
 
 
@@ -537,30 +613,24 @@ def _message_and_decision(
 
 def _write_message(
     connection: Connection, raw: RawMessage, email: Email | None, message_pk: int | None
-) -> int:
-    """Insert the message's row, or refresh its headers; returns its id."""
+) -> tuple[int, bool]:
+    """Insert the message's row, or refresh its headers; its id, and whether this call made it."""
     values = _message_values(email) if email is not None else {}
-    if message_pk is not None:
-        if values:
-            connection.execute(_UPDATE_MESSAGE, {"message_pk": message_pk, **values})
-        return message_pk
-    inserted = connection.execute(
-        _INSERT_MESSAGE,
-        {
+    if message_pk is None:
+        new = {
             **_identity(raw),
             "size": len(raw.raw),
             "gmail_thread_id": raw.gmail_thread_id,
             "first_seen_at": _now(),
             **values,
-        },
-    )
-    return _inserted_id(inserted)
-
-
-def _inserted_id(result: CursorResult[Any]) -> int:
-    key = result.inserted_primary_key
-    assert key is not None, "an INSERT returns the new row's key"
-    return int(key[0])
+        }
+        made = inserted_id(connection, _MESSAGES, new)
+        if made is not None:
+            return made, True
+        message_pk = int(connection.execute(_MESSAGE_PK, _identity(raw)).scalar_one())  # made elsewhere
+    if values:
+        connection.execute(_UPDATE_MESSAGE, {"message_pk": message_pk, **values})
+    return message_pk, False
 
 
 def _identity(raw: RawMessage) -> dict[str, Any]:
@@ -611,15 +681,35 @@ def _engine(url: str) -> Engine:
         raise ConfigError(f"store.url {_safe_url(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
+def _writer(engine: Engine) -> Engine:
+    """The engine for writes: on SQLite its transactions take the write lock when they begin.
+
+    A transaction that reads and then writes would otherwise take the lock only at its first write,
+    and fail at once ("database is locked", whatever the busy timeout) when another process wrote
+    since its read; or, where it read in another transaction, decide on what the other just changed.
+    """
+    return engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # transactions begin where SQLAlchemy says (_sqlite_begin)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql(connection.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+def _one_line(exc: SQLAlchemyError) -> str:
+    return " ".join(str(getattr(exc, "orig", None) or exc).split())
 
 
 def _safe_url(url: str) -> str:

@@ -134,6 +134,9 @@ class DecisionRecord(Base):
     routed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The process (processes.id) holding the message's run, and its routing; added in 0010.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    routing_claimed_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class Watcher(Base):
@@ -155,6 +158,19 @@ class Watcher(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime]
+
+
+class Process(Base):
+    """A triage process working on this store, alive while its heartbeat is (store.processes)."""
+
+    __tablename__ = "processes"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)  # host:pid:nonce
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    command: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
 
 

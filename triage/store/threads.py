@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, bindparam, insert, select, union_all, update
+from sqlalchemy import Connection, bindparam, select, union_all, update
 
 from triage.errors import TriageError
 from triage.message import Email
+from triage.store.conflicts import inserted
 from triage.store.models import StoredMessage, Thread, ThreadMessage, ThreadParticipant, as_utc, table
 from triage.threads import ThreadCandidate, participants, subject_key
 
@@ -22,12 +23,9 @@ _PARTICIPANTS = table(ThreadParticipant)
 _MESSAGES = table(StoredMessage)
 # Built once (see triage.store): the bound names below are not column names.
 _THREAD_PARTICIPANTS = select(_THREADS.c.participants).where(_THREADS.c.id == bindparam("thread_id"))
-_INSERT_THREAD = insert(_THREADS)
 _TOUCH_THREAD = update(_THREADS).where(_THREADS.c.id == bindparam("thread_id"))
-_INSERT_PARTICIPANT = insert(_PARTICIPANTS)
 _TOUCH_PARTICIPANTS = update(_PARTICIPANTS).where(_PARTICIPANTS.c.thread_id == bindparam("touched"))
 _MEMBER = select(_MEMBERS.c.id).where(_MEMBERS.c.message_pk == bindparam("member_pk"))
-_INSERT_MEMBER = insert(_MEMBERS)
 _MOVE_MEMBER = update(_MEMBERS).where(_MEMBERS.c.message_pk == bindparam("member_pk"))
 _MEMBERS_BY_MESSAGE_ID = select(_MEMBERS.c.message_id, _MEMBERS.c.thread_id).where(
     _MEMBERS.c.message_id.in_(bindparam("ids", expanding=True))
@@ -88,39 +86,34 @@ def assign(connection: Connection, claimed: Claimed, email: Email, assignment: T
     starts_afresh = claimed.fresh and assignment.title is not None
     found = None if starts_afresh else connection.execute(_THREAD_PARTICIPANTS, thread).first()
     if found is None and assignment.title is not None:
-        connection.execute(
-            _INSERT_THREAD,
-            {
-                "id": assignment.thread_id,
-                "account": claimed.account,
-                "mailbox": claimed.mailbox,
-                "title": assignment.title,
-                "subject_key": subject_key(email.subject),
-                "participants": people,
-                "started_by": message_pk,
-                "status": "open",
-                "created_at": now,
-                "last_activity_at": now,
-            },
-        )
-        _add_participants(connection, assignment.thread_id, people, now, known=set())
-    elif found is not None:  # a reply joins it, or a retried new task finds the one it started
+        started = {
+            "id": assignment.thread_id,
+            "account": claimed.account,
+            "mailbox": claimed.mailbox,
+            "title": assignment.title,
+            "subject_key": subject_key(email.subject),
+            "participants": people,
+            "started_by": message_pk,
+            "status": "open",
+            "created_at": now,
+            "last_activity_at": now,
+        }
+        if inserted(connection, _THREADS, started):
+            _add_participants(connection, assignment.thread_id, people, now, known=set())
+        else:  # recorded a moment ago by another process
+            found = connection.execute(_THREAD_PARTICIPANTS, thread).first()
+    if found is not None:  # a reply joins it, or a retried new task finds the one it started
         everyone = sorted(set(found[0]) | set(people))
         connection.execute(_TOUCH_THREAD, {**thread, "last_activity_at": now, "participants": everyone})
         connection.execute(_TOUCH_PARTICIPANTS, {"touched": assignment.thread_id, "last_activity_at": now})
         _add_participants(connection, assignment.thread_id, people, now, known=set(found[0]))
     member = {"member_pk": message_pk}
-    if claimed.fresh or connection.execute(_MEMBER, member).first() is None:
-        connection.execute(
-            _INSERT_MEMBER,
-            {
-                "thread_id": assignment.thread_id,
-                "message_pk": message_pk,
-                "message_id": assignment.message_id,
-            },
-        )
-    else:
-        connection.execute(_MOVE_MEMBER, {**member, "thread_id": assignment.thread_id})
+    joins = {"thread_id": assignment.thread_id, "message_pk": message_pk, "message_id": assignment.message_id}
+    if (claimed.fresh or connection.execute(_MEMBER, member).first() is None) and inserted(
+        connection, _MEMBERS, joins
+    ):
+        return
+    connection.execute(_MOVE_MEMBER, {**member, "thread_id": assignment.thread_id})
 
 
 def _add_participants(
@@ -133,7 +126,7 @@ def _add_participants(
         if address not in known
     ]
     if new:
-        connection.execute(_INSERT_PARTICIPANT, new)
+        inserted(connection, _PARTICIPANTS, new)
 
 
 def carry_membership(connection: Connection, from_message_pk: int, to_message_pk: int) -> None:
@@ -142,8 +135,10 @@ def carry_membership(connection: Connection, from_message_pk: int, to_message_pk
         select(_MEMBERS.c.thread_id, _MEMBERS.c.message_id).where(_MEMBERS.c.message_pk == from_message_pk)
     ).first()
     if member is not None:
-        connection.execute(
-            insert(_MEMBERS).values(thread_id=member[0], message_pk=to_message_pk, message_id=member[1])
+        inserted(
+            connection,
+            _MEMBERS,
+            {"thread_id": member[0], "message_pk": to_message_pk, "message_id": member[1]},
         )
 
 
@@ -198,7 +193,7 @@ def list_threads(store: Store, status: str | None = None) -> list[Thread]:
     query = select(Thread).order_by(Thread.last_activity_at.desc())
     if status is not None:
         query = query.where(Thread.status == status)
-    with store.sessions() as session:
+    with store.read_sessions() as session:
         return list(session.scalars(query))
 
 

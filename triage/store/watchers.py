@@ -151,7 +151,7 @@ def release(store: Store, account: str, mailbox: str, owner: str) -> None:
 
 
 def statuses(store: Store) -> list[WatcherStatus]:
-    with store.sessions() as session:
+    with store.read_sessions() as session:
         rows = session.scalars(select(Watcher).order_by(Watcher.account, Watcher.mailbox))
         return [
             WatcherStatus(

@@ -1,0 +1,175 @@
+"""Claims across processes on one SQLite store, in-process: no mail or run server needed.
+
+Each `Store` opened here stands for a triage process (its own owner id, its own connections).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from store_view import rows
+
+from triage.message import parse_email
+from triage.sources import RawMessage
+from triage.store import Claim, Claimed, Outcome, Store, processes
+from triage.store import routing as routing_log
+from triage.store.models import Process
+
+LEASE_S = 30.0
+
+
+def _raw(uid: int) -> RawMessage:
+    mail = (
+        f"From: a@example.com\r\nSubject: Request {uid}\r\nMessage-ID: <c-{uid}@example.test>\r\n\r\nBody\r\n"
+    )
+    return RawMessage("acct", "INBOX", 7, uid, mail.encode())
+
+
+def _claim(store: Store, uid: int) -> Claimed | None:
+    raw = _raw(uid)
+    email = parse_email(raw.raw, 4000)
+    assert not hasattr(email, "reason")
+    return store.claim(raw, email, Claim("prompt", "hash", "agent", {"uid": uid}))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def two(db: Path) -> Iterator[tuple[Store, Store]]:
+    """Two processes on one store, both registered as alive."""
+    first, second = Store.open(f"sqlite:///{db}"), Store.open(f"sqlite:///{db}")
+    for store in (first, second):
+        processes.beat(store, "test")
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_a_live_process_claim_is_never_taken_and_a_gone_one_is_taken_at_once(
+    two: tuple[Store, Store],
+) -> None:
+    first, second = two
+    claimed = _claim(first, 1)
+    assert claimed is not None
+    assert _claim(second, 1) is None  # first is alive: its claim holds
+    assert second.unfinished_uids("acct", "INBOX", 7) == []
+    assert second.held_elsewhere("acct", "INBOX", 7, [1, 2]) == {1}
+    processes.leave(first)  # a clean stop lets its claims go
+    assert second.unfinished_uids("acct", "INBOX", 7) == [1]
+    assert second.held_elsewhere("acct", "INBOX", 7, [1]) == set()
+    taken = _claim(second, 1)
+    assert taken is not None and taken.decision_pk == claimed.decision_pk
+    # The first process's late answer is not recorded over the second's claim.
+    assert first.record(claimed, Outcome("ok", "ignore")) is False
+    assert second.record(taken, Outcome("ok", "new-task", title="T")) is True
+    assert rows(_file(second), "SELECT status, decision, claimed_by FROM decisions") == [
+        ("ok", "new-task", second.owner)
+    ]
+
+
+def _file(store: Store) -> Path:
+    return Path(str(store.engine.url.database))
+
+
+def test_a_failed_run_may_be_retried_by_any_process(two: tuple[Store, Store]) -> None:
+    first, second = two
+    claimed = _claim(first, 1)
+    assert claimed is not None and first.record(claimed, Outcome("error", error_kind="connect"))
+    assert second.unfinished_uids("acct", "INBOX", 7) == [1]
+    assert _claim(second, 1) is not None
+    assert _claim(first, 1) is None  # now second holds it
+
+
+def test_a_process_gone_from_this_host_is_reaped_at_once_and_a_silent_one_after_its_lease(
+    two: tuple[Store, Store],
+) -> None:
+    first, second = two
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(dead.stdout)
+    host = first.owner.split(":")[0]
+    now = datetime.now(UTC)
+    with first.sessions.begin() as session:
+        session.add(
+            Process(
+                id=f"{host}:{dead_pid}:dead",
+                host=host,
+                pid=dead_pid,
+                command="backfill",
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+        session.add(
+            Process(
+                id="elsewhere:1:silent",
+                host="elsewhere",
+                pid=1,
+                command="watch",
+                started_at=now,
+                heartbeat_at=now - timedelta(seconds=LEASE_S + 1),
+            )
+        )
+        session.add(
+            Process(
+                id="elsewhere:2:live",
+                host="elsewhere",
+                pid=2,
+                command="watch",
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+    assert processes.reap(first, LEASE_S) == 2
+    live = {owner for (owner,) in rows(_file(first), "SELECT id FROM processes")}
+    assert live == {first.owner, second.owner, "elsewhere:2:live"}
+
+
+def test_claims_racing_from_two_processes_make_one_claim_each(two: tuple[Store, Store]) -> None:
+    first, second = two
+    won: dict[str, list[int]] = {first.owner: [], second.owner: []}
+    start = threading.Barrier(2)
+
+    def claim_all(store: Store) -> None:
+        start.wait()
+        for uid in range(1, 201):
+            if _claim(store, uid) is not None:
+                won[store.owner].append(uid)
+
+    threads = [threading.Thread(target=claim_all, args=(store,)) for store in two]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(won[first.owner] + won[second.owner]) == list(range(1, 201))
+    counts = rows(_file(first), "SELECT count(*), count(DISTINCT message_pk) FROM decisions")
+    assert counts == [(200, 200)]
+    assert rows(_file(first), "SELECT count(*) FROM messages") == [(200,)]
+
+
+def test_routing_is_carried_out_only_by_the_process_holding_it(two: tuple[Store, Store]) -> None:
+    first, second = two
+    claimed = _claim(first, 1)
+    assert claimed is not None
+    assert first.record(claimed, Outcome("ok", "new-task", title="T"), routing_status="pending")
+    assert routing_log.jobs(second, "acct", "INBOX", 7) == []  # first holds it with the outcome
+    assert not routing_log.claim(second, claimed.decision_pk)
+    assert [job.uid for job in routing_log.jobs(first, "acct", "INBOX", 7)] == [1]
+    routing_log.record(first, claimed.decision_pk, "error", error="server down")
+    assert routing_log.claim(second, claimed.decision_pk)  # a failed step is anyone's to retry
+    assert not routing_log.claim(first, claimed.decision_pk)
+
+
+def test_processes_opening_a_fresh_store_together_migrate_it_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    opener = "import sys\nfrom triage.store import Store\nStore.open(sys.argv[1]).close()\n"
+    started = [
+        subprocess.Popen([sys.executable, "-c", opener, url], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [process.communicate(timeout=120)[1] for process in started]
+    assert [process.returncode for process in started] == [0, 0, 0, 0], errors
+    assert rows(tmp_path / "fresh.db", "SELECT version_num FROM alembic_version") == [("0010",)]
