@@ -195,6 +195,27 @@ def message_id(n: int) -> str:
     return f"<corpus-{n}@example.test>"
 
 
+def support_mail(
+    n: int, subject: str, *, reply_to: int | None = None, list_id: bool = False, tag: str = "r"
+) -> bytes:
+    """A plain message to a support inbox: a request, a reply to message `reply_to`, or list mail."""
+    headers = [
+        f"From: customer{n}@example.com",
+        "To: support@example.com",
+        f"Subject: {subject}",
+        f"Message-ID: <{tag}-{n}@example.test>",
+        "Date: Tue, 03 Nov 2026 09:00:00 +0000",
+    ]
+    if reply_to is not None:
+        headers += [
+            f"In-Reply-To: <{tag}-{reply_to}@example.test>",
+            f"References: <{tag}-{reply_to}@example.test>",
+        ]
+    if list_id:
+        headers.append("List-Id: Weekly news <news.example.org>")
+    return ("\r\n".join(headers) + f"\r\n\r\nBody of message {n}.\r\n").encode()
+
+
 def kinds(count: int = 210) -> list[str]:
     """The kind name of each message in varied_messages(count), same order."""
     return [KINDS[i % len(KINDS)] for i in range(count)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 from cli import popen_triage, run_triage
 from configs import write_config
+from corpus import support_mail as _mail
 from dovecot import DovecotServer
 from fake_run_server import FakeRunServer
 from store_view import final_count, rows
@@ -18,26 +19,6 @@ from watchd import wait_until
 from triage.devserver import DevServer
 from triage.sources import RawMessage
 from triage.threads import message_key, thread_id_for
-
-
-def _mail(
-    n: int, subject: str, *, reply_to: int | None = None, list_id: bool = False, tag: str = "r"
-) -> bytes:
-    headers = [
-        f"From: customer{n}@example.com",
-        "To: support@example.com",
-        f"Subject: {subject}",
-        f"Message-ID: <{tag}-{n}@example.test>",
-        "Date: Tue, 03 Nov 2026 09:00:00 +0000",
-    ]
-    if reply_to is not None:
-        headers += [
-            f"In-Reply-To: <{tag}-{reply_to}@example.test>",
-            f"References: <{tag}-{reply_to}@example.test>",
-        ]
-    if list_id:
-        headers.append("List-Id: Weekly news <news.example.org>")
-    return ("\r\n".join(headers) + f"\r\n\r\nBody of message {n}.\r\n").encode()
 
 
 def _thread_for_uid(dovecot: DovecotServer, uid: int, uidvalidity: int) -> str:
@@ -246,3 +227,37 @@ def test_unoffered_or_closed_threads_need_review(tmp_path: Path, dovecot: Doveco
     assert [(uid, status) for uid, status, _ in outcome] == [(2, "needs-review"), (3, "needs-review")]
     assert all("was not among the threads offered" in str(problem) for _, _, problem in outcome)
     assert rows(db, "SELECT count(*) FROM threads")[0][0] == 1
+
+
+def test_route_carries_out_decisions_recorded_while_execution_was_off_once(
+    tmp_path: Path, dovecot: DovecotServer, langgraph_server: DevServer
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    dovecot.append([_mail(1, f"Printer {tag}", tag=tag), _mail(2, "News", list_id=True, tag=tag)])
+    write_config(tmp_path, dovecot, langgraph_server.url)
+    assert run_triage("backfill", cwd=tmp_path).returncode == 0
+    db = tmp_path / "triage.db"
+    statuses = "SELECT m.uid, d.decision, d.routing_status FROM messages m JOIN decisions d ON d.message_pk = m.id ORDER BY m.uid"
+    assert rows(db, statuses) == [(1, "new-task", "dry-run"), (2, "ignore", None)]
+
+    write_config(
+        tmp_path,
+        dovecot,
+        langgraph_server.url,
+        routing={"execute": True, "actions": {"new-task": {"add_flags": ["$TriageNewTask"]}}},
+    )
+    routed = run_triage("route", cwd=tmp_path)
+    assert routed.returncode == 0, routed.stderr
+    assert routed.stdout.strip() == f"{dovecot.username}@127.0.0.1: 1 done"
+    assert rows(db, statuses) == [(1, "new-task", "done"), (2, "ignore", None)]
+    thread_id = _thread_for_uid(dovecot, 1, _uidvalidity(db))
+    with _api(langgraph_server.url) as client:
+        assert len(_runs_by_key(client, thread_id)) == 1
+    with dovecot.client() as client:
+        client.select_folder("INBOX", readonly=True)
+        assert b"$TriageNewTask" in client.get_flags([1])[1]
+
+    again = run_triage("route", cwd=tmp_path)
+    assert again.returncode == 0 and "nothing recorded is left to carry out" in again.stdout
+    with _api(langgraph_server.url) as client:
+        assert len(_runs_by_key(client, thread_id)) == 1

@@ -77,7 +77,7 @@ def test_faults_are_retried_then_recorded_as_errors_and_the_batch_goes_on(tmp_pa
         done = run_triage(
             "backfill", "--source", str(source), "--concurrency", "8", cwd=tmp_path, env=_env(server.url, db)
         )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr
     result = outcomes(db)
     assert len(result) == N_MESSAGES
     expected = {
@@ -118,7 +118,10 @@ def test_faults_are_retried_then_recorded_as_errors_and_the_batch_goes_on(tmp_pa
         db, "SELECT d.raw_response FROM messages m JOIN decisions d ON d.message_pk = m.id WHERE m.uid = 5"
     )
     assert "I am not sure" in str(raw_kept[0][0])
-    assert "16 of 16 planned" in done.stdout and "7 failed runs stay undecided" in done.stdout
+    assert "16 of 16 planned" in done.stdout
+    assert done.stderr.strip().splitlines() == [
+        "triage: 7 messages stay undecided (7 failed runs); the next backfill retries them"
+    ]
 
 
 def test_a_second_pass_sends_only_the_failed_ones_and_counts_their_attempts(tmp_path: Path) -> None:
@@ -127,7 +130,7 @@ def test_a_second_pass_sends_only_the_failed_ones_and_counts_their_attempts(tmp_
     with FakeRunServer(ScriptedByUid({1: ["500"], 2: ["close"]})) as server:
         assert (
             run_triage("backfill", "--source", str(source), cwd=tmp_path, env=_env(server.url, db)).returncode
-            == 0
+            == 1
         )
     healed = ScriptedByUid({})
     with FakeRunServer(healed) as server:

@@ -5,6 +5,12 @@ so memory stays flat however large the mailbox is. At most `concurrency` runs ar
 run client's connections), and as many messages again are parsed, claimed and rendered meanwhile,
 so that a connection which frees starts its next run at once.
 Where nothing acts on a decision in this process, records are committed in batches (Store.batched).
+
+Other processes may work on the same mailboxes (a daemon, another backfill): a message one of them
+holds is left to it, and waited for at the end of the mailbox, so that when a backfill ends every
+message it planned is decided or counted as undecided. Runs that cannot reach the run server stop
+the backfill after `langgraph.circuit_breaker` messages in a row, instead of failing every message
+that is left.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from triage.message import Unparseable
 from triage.pipeline import Pipeline, Prepared, Triaged
 from triage.sources import RawMessage, Source
 from triage.store import Store
+from triage.store import routing as routing_log
 from triage.store.routing import RoutingJob
 
 T = TypeVar("T")
@@ -33,6 +40,8 @@ _SOURCE_CHUNK = 16  # messages read from the source per trip to its thread
 _COMMIT_EVERY_S = 0.1
 # Messages in hand per run slot: the one whose run is in flight, and the next, ready to go.
 _PREPARED_PER_RUN = 2
+# How often to look whether messages another process holds are decided (or free, as it died).
+_HELD_POLL_S = 0.2
 
 
 @dataclass(slots=True)
@@ -41,10 +50,17 @@ class Summary:
     decisions: Counter[str] = field(default_factory=Counter)
     planned: int = 0
     elapsed_s: float = 0.0
+    not_sent: int = 0  # left when the circuit breaker stopped the backfill
+    stopped_because: str | None = None
 
     @property
     def processed(self) -> int:
         return sum(self.statuses.values())
+
+    @property
+    def undecided(self) -> int:
+        """Planned messages without a final decision: failed runs, and those never sent."""
+        return self.statuses["error"] + self.not_sent
 
     @property
     def rate(self) -> float:
@@ -66,6 +82,33 @@ class BackfillPlan:
     concurrency: int = 8
     dry_run: bool = False
     only_uids: dict[str, set[int]] | None = None  # per mailbox: just these (`triage retry`)
+    circuit_breaker: int = 5  # stop after this many messages in a row could not reach the server; 0: never
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """Opens after `threshold` messages in a row whose runs could not connect, after their retries."""
+
+    threshold: int
+    in_a_row: int = 0
+    last_error: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.threshold > 0 and self.in_a_row >= self.threshold
+
+    def note(self, triaged: Triaged) -> None:
+        outcome = triaged.outcome
+        if outcome is None:
+            return
+        if outcome.status == "error" and outcome.error_kind == "connect":
+            self.in_a_row += 1
+            self.last_error = outcome.error_text or ""
+        else:
+            self.in_a_row = 0
+
+    def reason(self) -> str:
+        return f"{self.threshold} runs in a row could not reach the run server ({self.last_error})"
 
 
 async def backfill(
@@ -85,6 +128,7 @@ async def backfill(
     started = time.monotonic()
     loop = asyncio.get_running_loop()
     remaining = plan.limit
+    breaker = CircuitBreaker(plan.circuit_breaker)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="source") as source_thread:
 
         async def on_source(function: Callable[..., T], *args: Any) -> T:
@@ -97,13 +141,41 @@ async def backfill(
                     on_prepared(prepared)
                     summary.statuses[_dry_run_kind(prepared)] += 1
                     continue
+                if breaker.open:
+                    summary.not_sent += 1
+                    continue
                 triaged = await pipeline.triage(raw)
+                breaker.note(triaged)
                 summary.add(triaged)
                 on_triaged(triaged)
                 if triaged.routing is not None:
                     leftover.append(triaged.routing)
 
+        async def one_pass(uids: list[int], leftover: list[RoutingJob]) -> None:
+            """Every message of `uids` through the pipeline, from the source's thread."""
+            queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(maxsize=max(plan.concurrency * 2, 16))
+            async with _batched_writes(pipeline, plan):
+                workers = plan.concurrency * _PREPARED_PER_RUN
+                tasks = [asyncio.create_task(work(queue, leftover)) for _ in range(workers)]
+                try:
+                    messages = iter(await on_source(source.fetch, uids))
+                    fed = 0
+                    # A few at a time: each trip to the source's thread costs a thread switch.
+                    while not breaker.open and (chunk := await on_source(_take, messages, _SOURCE_CHUNK)):
+                        fed += len(chunk)
+                        for raw in chunk:
+                            await queue.put(raw)
+                    for _ in tasks:
+                        await queue.put(None)
+                    await asyncio.gather(*tasks)
+                    summary.not_sent += len(uids) - fed if breaker.open else 0
+                finally:
+                    for task in tasks:
+                        task.cancel()
+
         for mailbox in plan.mailboxes:
+            if breaker.open:
+                break
             uidvalidity, todo = await _undecided_uids(on_source, source, pipeline.store, mailbox, plan)
             if remaining is not None:
                 todo = todo[:remaining]
@@ -113,26 +185,35 @@ async def backfill(
             leftover: list[RoutingJob] = []
             if not plan.dry_run and pipeline.router is not None:
                 leftover += await pipeline.retry_routing(source.account, mailbox, uidvalidity)
-            queue: asyncio.Queue[RawMessage | None] = asyncio.Queue(maxsize=max(plan.concurrency * 2, 16))
-            async with _batched_writes(pipeline, plan):
-                workers = plan.concurrency * _PREPARED_PER_RUN
-                tasks = [asyncio.create_task(work(queue, leftover)) for _ in range(workers)]
-                try:
-                    messages = iter(await on_source(source.fetch, todo))
-                    # A few at a time: each trip to the source's thread costs a thread switch.
-                    while chunk := await on_source(_take, messages, _SOURCE_CHUNK):
-                        for raw in chunk:
-                            await queue.put(raw)
-                    for _ in tasks:
-                        await queue.put(None)
-                    await asyncio.gather(*tasks)
-                finally:
-                    for task in tasks:
-                        task.cancel()
+            await one_pass(todo, leftover)
+            store = pipeline.store
+            while store is not None and not plan.dry_run and not breaker.open:
+                # Messages another live process held: its to decide; or, if it died, ours to run.
+                held = await _held_elsewhere_until_released(store, source.account, mailbox, uidvalidity, todo)
+                if not held:
+                    break
+                decided = store.decided_uids(source.account, mailbox, uidvalidity)
+                todo = [uid for uid in held if uid not in decided]
+                summary.statuses["skipped"] -= len(todo)  # counted when held; counted again below
+                await one_pass(todo, leftover)
             for job in leftover:
                 await on_source(pipeline.apply_mailbox_actions, source, job)
+    if breaker.open:
+        summary.stopped_because = breaker.reason()
     summary.elapsed_s = time.monotonic() - started
     return summary
+
+
+async def _held_elsewhere_until_released(
+    store: Store, account: str, mailbox: str, uidvalidity: int, uids: list[int]
+) -> list[int]:
+    """Those of `uids` another live process held, once none of them is held any more."""
+    held = store.held_elsewhere(account, mailbox, uidvalidity, uids)
+    waiting = held
+    while waiting:
+        await asyncio.sleep(_HELD_POLL_S)
+        waiting = store.held_elsewhere(account, mailbox, uidvalidity, sorted(waiting))
+    return sorted(held)
 
 
 @contextlib.asynccontextmanager
@@ -180,3 +261,24 @@ async def _undecided_uids(
         store.note_mailbox(source.account, mailbox, uidvalidity)
     decided = store.decided_uids(source.account, mailbox, uidvalidity)
     return uidvalidity, [uid for uid in uids if uid not in decided]
+
+
+async def route_recorded(source: Source, pipeline: Pipeline, mailboxes: list[str]) -> Counter[str]:
+    """Carry out decisions recorded while carrying out was off (routing status `dry-run`).
+
+    Each is planned again under the current settings: what now has something to do becomes
+    pending and is carried out at once, as a fresh decision would be. Counts routing outcomes.
+    """
+    store, router = pipeline.store, pipeline.router
+    assert store is not None and router is not None, "routing needs a run client and a store"
+    outcomes: Counter[str] = Counter()
+    for mailbox in mailboxes:
+        uidvalidity = source.select(mailbox)
+        recorded = routing_log.jobs(store, source.account, mailbox, uidvalidity, statuses=("dry-run",))
+        due = [job.decision_pk for job in recorded if pipeline.leaves_work(job)]
+        outcomes["not needed"] += len(recorded) - len(due)
+        routing_log.make_pending(store, due)
+        for job in await pipeline.retry_routing(source.account, mailbox, uidvalidity):
+            pipeline.apply_mailbox_actions(source, job)
+        outcomes.update(routing_log.statuses_of(store, due))
+    return outcomes

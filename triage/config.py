@@ -77,6 +77,7 @@ class LangGraphSettings(Section):
     max_concurrency: int = Field(default=8, ge=1, le=1024)
     max_attempts: int = Field(default=4, ge=1, le=20)
     backoff_cap_s: float = Field(default=30.0, ge=0)
+    circuit_breaker: int = Field(default=5, ge=0)
     metadata: dict[str, Any] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
     webhook: str | None = None

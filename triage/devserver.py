@@ -7,6 +7,7 @@ busy port and reloads the threads it persisted in its working directory, and nei
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,11 +20,13 @@ import httpx
 
 from triage.errors import TriageError
 
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 _CONFIG = Path(__file__).resolve().parent / "assistant" / "langgraph.json"
 _QUIET_ENV = {
     "LANGGRAPH_CLI_NO_ANALYTICS": "1",
     "LANGGRAPH_NO_VERSION_CHECK": "true",
     "LANGSMITH_TRACING": "false",
+    "PYTHONUNBUFFERED": "1",  # its log is read while it runs (runs_started)
 }
 
 
@@ -120,6 +123,13 @@ class DevServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def runs_started(self, *, stateless: bool) -> int:
+        """How many runs the server has started: stateless ones (a temporary thread), or on threads."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        text = _COLOURS.sub("", text)
+        wanted = f"temporary={stateless}"
+        return sum(1 for line in text.splitlines() if "Starting background run" in line and wanted in line)
 
     def log_tail(self, lines: int = 5) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

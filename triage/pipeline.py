@@ -45,7 +45,8 @@ class Prepared:
 
 @dataclass(frozen=True, slots=True)
 class Triaged:
-    """What happened to one message; `outcome` is None when another pass had already decided it."""
+    """What happened to one message; `outcome` is None when another pass had decided it already,
+    or another process holds it."""
 
     raw: RawMessage
     subject: str
@@ -81,7 +82,11 @@ class Pipeline:
             if dry_run
             else settings.routing
         )
-        self.router = Router(self.routing, runs, store) if runs is not None and store is not None else None
+        self.router = (
+            Router(self.routing, runs, store, mailbox_actions=mailbox_actions)
+            if runs is not None and store is not None
+            else None
+        )
         self._in_flight = InFlight()
 
     @property
@@ -149,7 +154,11 @@ class Pipeline:
             return Triaged(raw, prepared.email.subject, None)
         outcome = prepared.without_run or await self.run(prepared)
         status = initial_status(self.routing, outcome, mailbox_actions=self.mailbox_actions)
-        self.store.record(claimed, outcome, thread=_assignment(prepared, outcome), routing_status=status)
+        if not self.store.record(
+            claimed, outcome, thread=_assignment(prepared, outcome), routing_status=status
+        ):
+            log.warning("uid %d: taken over by another process while its run was made", raw.uid)
+            return Triaged(raw, prepared.email.subject, None)
         routing = await self._route(raw, outcome, status)
         plan = tuple(self.plan_for(raw, outcome)) if self.dry_run else ()
         return Triaged(raw, prepared.email.subject, outcome, routing=routing, planned=plan)
@@ -164,9 +173,19 @@ class Pipeline:
         jobs = routing_log.jobs(self.store, raw.account, raw.mailbox, raw.uidvalidity, [raw.uid])
         return jobs[0] if jobs and await self.router.carry_out(jobs[0]) else None
 
+    def leaves_work(self, job: RoutingJob) -> bool:
+        """Whether a recorded decision has something to carry out under the current settings."""
+        outcome = Outcome(job.status, job.decision, job.thread_id)
+        return initial_status(self.routing, outcome, mailbox_actions=self.mailbox_actions) == "pending"
+
     async def retry_routing(self, account: str, mailbox: str, uidvalidity: int) -> list[RoutingJob]:
-        """Routing left unfinished by an earlier failure or crash; never asks the triage again."""
+        """Routing left unfinished by an earlier failure or crash; never asks the triage again.
+
+        A dry run carries nothing out, so it leaves such routing for a process that does.
+        """
         assert self.router is not None and self.store is not None
+        if self.dry_run:
+            return []
         return [
             job
             for job in routing_log.jobs(self.store, account, mailbox, uidvalidity)

@@ -926,7 +926,10 @@ def _compact(store: Store) -> None:
     if store.engine.dialect.name != "sqlite":
         return
     with store.engine.connect() as connection:
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        connection.exec_driver_sql(f"INSERT INTO {SEARCH_INDEX}({SEARCH_INDEX}) VALUES ('optimize')")
-        connection.exec_driver_sql("VACUUM")
-        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        # The driver's own connection begins no transaction (the store begins them): each of these
+        # statements runs by itself, as VACUUM must.
+        driver = connection.connection.dbapi_connection
+        assert driver is not None
+        driver.execute(f"INSERT INTO {SEARCH_INDEX}({SEARCH_INDEX}) VALUES ('optimize')")
+        driver.execute("VACUUM")
+        driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -1,9 +1,11 @@
 """Carry a recorded decision out: LangGraph threads and runs, then actions in the mailbox.
 
-Every step is safe to repeat. A new task's thread has a deterministic id and is created with
-`if_exists: do_nothing`; before starting a run on a thread, the thread's runs are searched for one
-carrying this message's key, so a crash between "run started" and "run recorded" never starts a
-second one. Mailbox actions (flags, labels, a move) are idempotent on the server.
+A decision is carried out only by the process holding its routing claim (store.routing), so two
+processes never take the same step. Every step is also safe to repeat after a crash. A new task's
+thread has a deterministic id and is created with `if_exists: do_nothing`; before starting a run on
+a thread, the thread's runs are searched for one carrying this message's key, so a crash between
+"run started" and "run recorded" never starts a second one. Mailbox actions (flags, labels, a move)
+are idempotent on the server.
 """
 
 from __future__ import annotations
@@ -83,19 +85,31 @@ def job_thread_id(job: RoutingJob) -> str | None:
 class Router:
     """The LangGraph half of routing; the mailbox half runs where the IMAP connection lives."""
 
-    def __init__(self, settings: RoutingSettings, runs: Runs, store: Store) -> None:
+    def __init__(self, settings: RoutingSettings, runs: Runs, store: Store, *, mailbox_actions: bool) -> None:
         self.settings = settings
         self.runs = runs
         self.store = store
+        self.mailbox_actions = mailbox_actions  # whether this process's source can flag and move
 
     def actions_for(self, job: RoutingJob) -> ActionSettings | None:
         actions = self.settings.actions.get(job.decision)  # type: ignore[call-overload]
         return None if actions is None or actions.empty else actions
 
     async def carry_out(self, job: RoutingJob) -> bool:
-        """Threads and runs; True when mailbox actions remain for the caller to do."""
+        """Threads and runs; True when mailbox actions remain for the caller to do.
+
+        False, and nothing done, where another live process holds the job, or where what is left
+        needs a mailbox connection this process lacks. A job with nothing left to do is recorded done.
+        """
         thread_id = job_thread_id(job)
-        if job.run_id is None and thread_id is not None and self.settings.execute:
+        needs_run = self.settings.execute and job.run_id is None and thread_id is not None
+        has_actions = self.actions_for(job) is not None
+        if not needs_run and has_actions and not self.mailbox_actions:
+            return False
+        if not routing_log.claim(self.store, job.decision_pk):
+            return False
+        run_id = None
+        if needs_run and thread_id is not None:
             try:
                 run_id = await self._start_run(job, thread_id)
             except RunError as error:
@@ -105,16 +119,16 @@ class Router:
                 )
                 return False
             log.info("uid %d: %s -> thread %s, run %s", job.uid, job.decision, thread_id, run_id)
-            remaining = self.actions_for(job) is not None
+        remaining = self.mailbox_actions and has_actions
+        if run_id is not None or not remaining:
             routing_log.record(
                 self.store,
                 job.decision_pk,
                 "pending" if remaining else "done",
-                thread_id=thread_id,
+                thread_id=thread_id if run_id is not None else None,
                 run_id=run_id,
             )
-            return remaining
-        return self.actions_for(job) is not None
+        return remaining
 
     async def _start_run(self, job: RoutingJob, thread_id: str) -> str:
         key = message_key(job_identity(job))

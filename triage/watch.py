@@ -17,6 +17,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,7 @@ from triage.prompt import PromptRenderer
 from triage.runs import RunsClient, RunsSettings
 from triage.sources import RawMessage
 from triage.sources.imap import ConnectFailed, ImapSource, LoginFailed
-from triage.store import Store, StoreFailed, store_failed
+from triage.store import Store, StoreFailed, processes, store_failed
 from triage.store import watchers as leases
 from triage.store.routing import RoutingJob
 
@@ -107,23 +108,32 @@ class LoopBridge:
         self.stop = stop
         self.inflight = inflight
 
-    def triage_batch(self, raws: list[RawMessage]) -> list[Triaged | None]:
-        """None for a message not triaged because a stop was requested (it stays unclaimed)."""
-        return asyncio.run_coroutine_threadsafe(self._batch(raws), self.loop).result()
+    def triage_batch(
+        self, raws: list[RawMessage], on_triaged: Callable[[Triaged], None]
+    ) -> list[Triaged | None]:
+        """None for a message not triaged because a stop was requested (it stays unclaimed).
+
+        `on_triaged` is called on the loop's thread as each message is done, not when all are.
+        """
+        return asyncio.run_coroutine_threadsafe(self._batch(raws, on_triaged), self.loop).result()
 
     def retry_routing(self, account: str, mailbox: str, uidvalidity: int) -> list[RoutingJob]:
         return asyncio.run_coroutine_threadsafe(
             self.pipeline.retry_routing(account, mailbox, uidvalidity), self.loop
         ).result()
 
-    async def _one(self, raw: RawMessage) -> Triaged | None:
+    async def _one(self, raw: RawMessage, on_triaged: Callable[[Triaged], None]) -> Triaged | None:
         async with self.semaphore:
             if self.stop.is_set():
                 return None
-            return await self.pipeline.triage(raw)
+            triaged = await self.pipeline.triage(raw)
+        on_triaged(triaged)
+        return triaged
 
-    async def _batch(self, raws: list[RawMessage]) -> list[Triaged | None]:
-        tasks = [asyncio.create_task(self._one(raw)) for raw in raws]
+    async def _batch(
+        self, raws: list[RawMessage], on_triaged: Callable[[Triaged], None]
+    ) -> list[Triaged | None]:
+        tasks = [asyncio.create_task(self._one(raw, on_triaged)) for raw in raws]
         self.inflight.update(tasks)
         try:
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -150,13 +160,15 @@ class MailboxWatcher:
         self.bridge = bridge
         self.stop = stop
         self.retries = RetrySchedule(settings.watch.retry_backoff_cap_s)
+        # What `triage status` shows, written with each heartbeat. `failures` counts the link's
+        # failed connections, or the runs that failed in a row, whichever is happening now.
         self.status: dict[str, Any] = {"state": "starting", "connected": False, "backlog": 0, "failures": 0}
         self.fatal: TriageError | None = None
         self._ever_connected = False
+        self._link_failures = 0
 
     def run(self) -> None:
         """Thread body: sessions until stopped; a refused login before any success is fatal."""
-        failures = 0
         while not self.stop.is_set():
             try:
                 self._session()
@@ -166,9 +178,9 @@ class MailboxWatcher:
                     self.fatal = exc
                     self.stop.set()
                     return
-                failures = self._lost(failures, str(exc))
+                self._lost(str(exc))
             except LINK_ERRORS as exc:
-                failures = self._lost(failures, _describe(exc))
+                self._lost(_describe(exc))
             except CancelledError:
                 return
             except SQLAlchemyError as exc:
@@ -181,16 +193,16 @@ class MailboxWatcher:
                 self.stop.set()
                 return
 
-    def _lost(self, failures: int, reason: str) -> int:
+    def _lost(self, reason: str) -> None:
         """Log the change of state once, not once per retry, and wait before reconnecting."""
-        if failures == 0:
+        if self._link_failures == 0:
             log.warning("%s: connection lost (%s); reconnecting", self.label, reason)
-        failures += 1
+        self._link_failures += 1
+        failures = self._link_failures
         self._set(
             state="reconnecting", connected=False, failures=failures, last_error=reason, idle_since=None
         )
         self.stop.wait(backoff_s(failures, _RECONNECT_BASE_S, self.settings.watch.reconnect_backoff_cap_s))
-        return failures
 
     def _set(self, **status: Any) -> None:
         self.status.update(status)
@@ -217,11 +229,12 @@ class MailboxWatcher:
             use_idle = self.settings.watch.mode == "idle" or (
                 self.settings.watch.mode == "auto" and source.supports_idle
             )
-            if self._ever_connected and self.status["failures"]:
-                log.info("%s: reconnected after %d attempts", self.label, self.status["failures"])
+            if self._ever_connected and self._link_failures:
+                log.info("%s: reconnected after %d attempts", self.label, self._link_failures)
             elif not self._ever_connected:
                 log.info("%s: watching (%s)", self.label, "IDLE" if use_idle else "polling")
             self._ever_connected = True
+            self._link_failures = 0
             self._set(state="catching-up", connected=True, failures=0, last_error=None)
             while not self.stop.is_set():
                 self._catch_up(source, uidvalidity)
@@ -250,11 +263,10 @@ class MailboxWatcher:
             if self.stop.is_set():
                 return
             batch = todo[start : start + batch_size]
-            results = self.bridge.triage_batch(list(source.fetch(batch)))
+            results = self.bridge.triage_batch(list(source.fetch(batch)), self._note)
             if any(result is None for result in results):
                 return  # stopping: the rest stays for the next start
             for result in results:
-                self._note(result)
                 if result is not None and result.routing is not None:
                     self.bridge.pipeline.apply_mailbox_actions(source, result.routing)
             highest_fresh = max((uid for uid in batch if uid > watermark), default=0)
@@ -262,12 +274,18 @@ class MailboxWatcher:
                 self.store.advance_watermark(self.account, self.mailbox, uidvalidity, highest_fresh)
         self._set(backlog=len(self.store.unfinished_uids(self.account, self.mailbox, uidvalidity)))
 
-    def _note(self, result: Triaged | None) -> None:
-        if result is None or result.outcome is None:
+    def _note(self, result: Triaged) -> None:
+        """One message done (called on the loop's thread): the log line, and status at once."""
+        self._set(backlog=max(self.status["backlog"] - 1, 0))
+        if result.outcome is None:
             return
         outcome, uid = result.outcome, result.raw.uid
         if outcome.status == "error":
             self.retries.failed(uid)
+            self._set(
+                failures=self.status["failures"] + 1,
+                last_error=f"run failed: {outcome.error_kind}: {outcome.error_text}",
+            )
             log.warning(
                 "%s uid %d: run failed (%s: %s); will retry",
                 self.label,
@@ -277,6 +295,7 @@ class MailboxWatcher:
             )
         else:
             self.retries.succeeded(uid)
+            self._set(failures=0, last_error=None)
             verdict = outcome.decision if outcome.status == "ok" else outcome.status
             how = " (carried over)" if result.carried_over else ""
             log.info("%s uid %d: %s%s - %s", self.label, uid, verdict, how, result.subject or "(no subject)")
@@ -346,6 +365,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._request_stop, sig)
         renderer = PromptRenderer(self.settings.prompt.template)
         store = Store.open(self.settings.store.url)
+        watch = self.settings.watch
         try:
             try:
                 await self._acquire_leases(store)
@@ -353,41 +373,47 @@ class Daemon:
                 raise store_failed(exc) from None
             if self.stop.is_set():
                 return 0
-            async with RunsClient(RunsSettings.of(self.settings.langgraph)) as runs:
-                pipeline = Pipeline(
-                    self.settings, renderer, runs, store, mailbox_actions=True, dry_run=self.dry_run
-                )
-                semaphore = asyncio.Semaphore(self.settings.langgraph.max_concurrency)
-                bridge = LoopBridge(loop, pipeline, semaphore, self.stop, self._inflight)
-                watchers = [MailboxWatcher(self.settings, t, store, bridge, self.stop) for t in self.targets]
-                threads = [
-                    threading.Thread(target=w.run, name=f"watch {w.account} {w.mailbox}", daemon=True)
-                    for w in watchers
-                ]
-                for thread in threads:
-                    thread.start()
-                await self._until_stopped(store, watchers)
-                await self._drain()
-                for thread, target in zip(threads, self.targets, strict=True):
-                    await asyncio.to_thread(thread.join, target.imap.timeout_s)
-                for watcher in watchers:
-                    _if_writable(
-                        leases.heartbeat,
-                        store,
-                        watcher.account,
-                        watcher.mailbox,
-                        self.owner,
-                        **watcher.status,
-                    )
-                fatal = self._store_fatal or next((w.fatal for w in watchers if w.fatal is not None), None)
-                if fatal is not None:
-                    raise fatal
-            log.info("stopped")
-            return 0
+            with processes.registered(store, "watch", heartbeat_s=watch.heartbeat_s, lease_s=watch.lease_s):
+                return await self._watch(store, renderer)
         finally:
             for target in self.targets:
                 _if_writable(leases.release, store, target.account, target.mailbox, self.owner)
             store.close()
+
+    async def _watch(self, store: Store, renderer: PromptRenderer) -> int:
+        """Watchers on their threads, runs on this loop, heartbeats, until a stop."""
+        loop = asyncio.get_running_loop()
+        async with RunsClient(RunsSettings.of(self.settings.langgraph)) as runs:
+            pipeline = Pipeline(
+                self.settings, renderer, runs, store, mailbox_actions=True, dry_run=self.dry_run
+            )
+            semaphore = asyncio.Semaphore(self.settings.langgraph.max_concurrency)
+            bridge = LoopBridge(loop, pipeline, semaphore, self.stop, self._inflight)
+            watchers = [MailboxWatcher(self.settings, t, store, bridge, self.stop) for t in self.targets]
+            threads = [
+                threading.Thread(target=w.run, name=f"watch {w.account} {w.mailbox}", daemon=True)
+                for w in watchers
+            ]
+            for thread in threads:
+                thread.start()
+            await self._until_stopped(store, watchers)
+            await self._drain()
+            for thread, target in zip(threads, self.targets, strict=True):
+                await asyncio.to_thread(thread.join, target.imap.timeout_s)
+            for watcher in watchers:
+                _if_writable(
+                    leases.heartbeat,
+                    store,
+                    watcher.account,
+                    watcher.mailbox,
+                    self.owner,
+                    **watcher.status,
+                )
+            fatal = self._store_fatal or next((w.fatal for w in watchers if w.fatal is not None), None)
+            if fatal is not None:
+                raise fatal
+        log.info("stopped")
+        return 0
 
     def _request_stop(self, sig: signal.Signals) -> None:
         if not self.stop.is_set():

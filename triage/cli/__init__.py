@@ -12,11 +12,11 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 
 from triage import __version__
-from triage.cli import backfill, review, threads, watch
+from triage.cli import backfill, review, route, threads, watch
 from triage.errors import TriageError
 from triage.store import store_failed
 
-COMMAND_GROUPS = (backfill, watch, threads, review)
+COMMAND_GROUPS = (backfill, watch, route, threads, review)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from triage.runs_worker import RunsWorker
 from triage.sources import Source
 from triage.sources.files import FileSource
 from triage.sources.imap import ImapSource
-from triage.store import Outcome, Store
+from triage.store import Outcome, Store, processes
 
 SAMPLE_MAILBOX = Path(__file__).resolve().parent.parent / "sample" / "inbox.mbox"
 
@@ -75,21 +75,22 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if args.source != "imap":
         files = FileSource(Path(args.source))
-        _backfill_source(settings, files, [files.mailbox_name], args)
-        return 0
+        return _backfill_source(settings, files, [files.mailbox_name], args)
+    undecided = 0
     for imap in settings.mail_accounts(args.account):
-        _backfill_source(
+        undecided += _backfill_source(
             settings,
             ImapSource(imap, writable=settings.has_mailbox_actions and not args.dry_run),
             args.mailbox or imap.mailboxes,
             args,
         )
-    return 0
+    return 1 if undecided else 0
 
 
 def _backfill_source(
     settings: Settings, source: Source, mailboxes: list[str], args: argparse.Namespace
-) -> None:
+) -> int:
+    """The exit status of one account's backfill: 1 where messages stay undecided."""
     plan = BackfillPlan(
         mailboxes=mailboxes,
         since=args.since,
@@ -97,8 +98,9 @@ def _backfill_source(
         limit=args.limit,
         concurrency=args.concurrency or settings.langgraph.max_concurrency,
         dry_run=args.dry_run,
+        circuit_breaker=settings.langgraph.circuit_breaker,
     )
-    print_summary(run_backfill_on(settings, source, plan, quiet=args.quiet), plan)
+    return print_summary(run_backfill_on(settings, source, plan, quiet=args.quiet), plan)
 
 
 def run_backfill_on(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
@@ -118,21 +120,23 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
         return await backfill(source, preview, plan, on_prepared=lambda p: _print_prepared(preview, p))
     store = Store.open(settings.store.url)
     progress = Progress("backfill")
+    heartbeat = {"heartbeat_s": settings.watch.heartbeat_s, "lease_s": settings.watch.lease_s}
     try:
         # The connection pool follows --concurrency, or runs would queue for connections.
         pooled = RunsSettings.of(settings.langgraph, max_concurrency=plan.concurrency)
-        async with RunsWorker(pooled) as runs:
-            await runs.check_reachable()
-            pipeline = Pipeline(settings, renderer, runs, store, mailbox_actions=mailbox_actions)
+        with processes.registered(store, "backfill", **heartbeat):
+            async with RunsWorker(pooled) as runs:
+                await runs.check_reachable()
+                pipeline = Pipeline(settings, renderer, runs, store, mailbox_actions=mailbox_actions)
 
-            def on_triaged(triaged: Triaged) -> None:
-                progress.advance()
-                if not quiet:
-                    progress.print(triaged_line(triaged))
+                def on_triaged(triaged: Triaged) -> None:
+                    progress.advance()
+                    if not quiet:
+                        progress.print(triaged_line(triaged))
 
-            return await backfill(
-                source, pipeline, plan, on_planned=progress.set_total, on_triaged=on_triaged
-            )
+                return await backfill(
+                    source, pipeline, plan, on_planned=progress.set_total, on_triaged=on_triaged
+                )
     finally:
         progress.close()
         store.close()
@@ -182,18 +186,28 @@ def _steps(steps: list[str]) -> str:
     return "; ".join(steps) or "nothing (recorded only)"
 
 
-def print_summary(summary: Summary, plan: BackfillPlan) -> None:
-    statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing to do"
+def print_summary(summary: Summary, plan: BackfillPlan) -> int:
+    """Print the summary; the exit status: 1 where planned messages stay undecided, saying why."""
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items()) if n) or "nothing to do"
     if plan.dry_run:
         print(f"dry run: {statuses}; nothing was sent or written")
-        return
+        return 0
     decisions = ", ".join(f"{n} {d}" for d, n in sorted(summary.decisions.items()))
     print(
         f"triaged {summary.processed} of {summary.planned} planned in {summary.elapsed_s:.1f} s "
         f"({summary.rate:.1f} msg/s): {statuses}" + (f" [{decisions}]" if decisions else "")
     )
-    if summary.statuses["error"]:
-        print(f"{summary.statuses['error']} failed runs stay undecided; the next backfill retries them")
+    if not summary.undecided:
+        return 0
+    why = [f"{summary.statuses['error']} failed runs"] if summary.statuses["error"] else []
+    if summary.stopped_because:
+        why.append(f"{summary.not_sent} not sent: stopped after {summary.stopped_because}")
+    print(
+        f"triage: {summary.undecided} messages stay undecided ({'; '.join(why)});"
+        " the next backfill retries them",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -203,11 +217,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings.langgraph.url = server.url
         print(f"langgraph dev is serving on {server.url}; triaging {SAMPLE_MAILBOX.name}", file=sys.stderr)
         source = FileSource(SAMPLE_MAILBOX)
-        plan = BackfillPlan(mailboxes=[source.mailbox_name], concurrency=settings.langgraph.max_concurrency)
+        plan = BackfillPlan(
+            mailboxes=[source.mailbox_name],
+            concurrency=settings.langgraph.max_concurrency,
+            circuit_breaker=settings.langgraph.circuit_breaker,
+        )
         summary = run_backfill_on(settings, source, plan, quiet=False)
-    print_summary(summary, plan)
+    status = print_summary(summary, plan)
     print(f"decisions stored in {settings.store.url}")
-    return 0
+    return status
 
 
 def _clip(text: str, width: int) -> str:

@@ -95,6 +95,7 @@ def _hm(when: datetime | None) -> str:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    status = 0
     for imap in settings.mail_accounts(args.account):
         store = Store.open(settings.store.url)
         try:
@@ -113,12 +114,13 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 print(f"{imap.account_name}/{mailbox}: would run {len(uids)} again: uids {listed}")
             continue
         plan = BackfillPlan(
-            mailboxes=sorted(chosen), concurrency=settings.langgraph.max_concurrency, only_uids=chosen
+            mailboxes=sorted(chosen),
+            concurrency=settings.langgraph.max_concurrency,
+            only_uids=chosen,
+            circuit_breaker=settings.langgraph.circuit_breaker,
         )
-        print_summary(
-            run_backfill_on(
-                settings, ImapSource(imap, writable=settings.has_mailbox_actions), plan, quiet=args.quiet
-            ),
-            plan,
+        summary = run_backfill_on(
+            settings, ImapSource(imap, writable=settings.has_mailbox_actions), plan, quiet=args.quiet
         )
-    return 0
+        status = max(status, print_summary(summary, plan))
+    return status
