@@ -5,8 +5,8 @@ from __future__ import annotations
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
 from triage.store import Claim, Outcome, Store
-from triage.store import threads as registry
-from triage.store.threads import ThreadAssignment
+from triage.store import thread_registry as registry
+from triage.store.thread_registry import ThreadAssignment
 from triage.threads import thread_id_for
 
 

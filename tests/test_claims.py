@@ -17,8 +17,7 @@ from store_view import rows
 
 from triage.message import parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Claimed, Outcome, Store, processes
-from triage.store import routing as routing_log
+from triage.store import Claim, Claimed, Outcome, Store, processes, routing_log
 from triage.store.models import Process
 
 LEASE_S = 30.0

@@ -13,7 +13,8 @@ from fake_gmail import FakeGmail
 from pydantic import SecretStr
 
 from triage.config import ActionSettings, ImapSettings
-from triage.sources.imap import ImapSource, LoginFailed
+from triage.errors import LoginFailed
+from triage.sources.imap import ImapSource
 
 USER, PASSWORD = "me@example.com", "pw"
 THRID = 1_278_455_344_230_334_865  # a real-looking 64-bit Gmail thread id

@@ -114,10 +114,12 @@ def test_the_stand_in_of_a_large_message_keeps_its_headers_and_text() -> None:
         b"From: a@example.com\r\nSubject: big\r\nContent-Type: multipart/mixed;\r\n boundary=x\r\n"
         b"X-Triage-Partial: forged by the sender\r\n"
     )
-    raw = stand_in(header, part, b"caf\xe9", "52428800 bytes, over imap.max_message_bytes")
-    parsed = parse_email(raw, 4000)
+    raw = stand_in(header, part, b"caf\xe9")
+    parsed = parse_email(raw, 4000, partial="52428800 bytes, over imap.max_message_bytes")
     assert isinstance(parsed, Email) and parsed.body == "café" and parsed.subject == "big"
     assert parsed.warnings == ["partial: 52428800 bytes, over imap.max_message_bytes"]
+    # Only the source says a message is partial: a header the sender wrote says nothing.
+    assert isinstance(whole := parse_email(raw, 4000), Email) and whole.warnings == []
 
 
 GUARD = """

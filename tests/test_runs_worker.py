@@ -15,8 +15,8 @@ from store_view import outcomes, rows
 from test_run_faults import ScriptedByUid, _env, _mbox
 from watchd import wait_until
 
-from triage.errors import TriageError
-from triage.runs import RunError, RunsSettings
+from triage.errors import RunError, TriageError
+from triage.runs import RunsSettings
 from triage.runs_worker import RunsWorker
 
 N_MESSAGES = 12

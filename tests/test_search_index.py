@@ -17,7 +17,8 @@ from sqlalchemy import create_engine
 from triage import review
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import _MIGRATIONS, Claim, Outcome, Store
+from triage.store import Claim, Outcome, Store
+from triage.store.engine import MIGRATIONS
 
 
 def _email(word: str) -> Email:
@@ -81,7 +82,7 @@ def test_an_unparseable_message_and_a_failed_run_are_indexed_when_recorded(store
 def test_upgrading_takes_pending_decisions_out_of_an_existing_index(db: Path) -> None:
     url = f"sqlite:///{db}"
     config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.set_main_option("script_location", str(MIGRATIONS))
     engine = create_engine(url)
     with engine.begin() as connection:
         config.attributes["connection"] = connection

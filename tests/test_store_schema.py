@@ -38,8 +38,8 @@ def test_schema_head_names_the_newest_migration() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from triage.store import _MIGRATIONS, SCHEMA_HEAD
+    from triage.store.engine import MIGRATIONS, SCHEMA_HEAD
 
     config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD

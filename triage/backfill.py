@@ -29,9 +29,8 @@ from typing import Any, TypeVar
 from triage.message import Unparseable
 from triage.pipeline import Pipeline, Prepared, Triaged
 from triage.sources import RawMessage, Source
-from triage.store import Store
-from triage.store import routing as routing_log
-from triage.store.routing import RoutingJob
+from triage.store import Store, routing_log
+from triage.store.routing_log import RoutingJob
 
 T = TypeVar("T")
 _SOURCE_CHUNK = 16  # messages read from the source per trip to its thread

@@ -34,8 +34,6 @@ MAX_MIME_HEADER_CHARS = 2_048
 MAX_HTML_CHARS = 300_000
 # Parts listed (attachments, alternatives) before the rest of a message's tree is skipped.
 MAX_PARTS = 1_000
-# Set by sources that fetched only part of a large message (see triage.sources.imap).
-PARTIAL_HEADER = "X-Triage-Partial"
 # Parsed header values up to this length are kept for reuse (see _BoundedPolicy.header_fetch_parse).
 _CACHED_HEADER_CHARS = 256
 # How many: a parsed header keeps its parse tree (about 10 KB), and most reuse is of a message's
@@ -144,8 +142,11 @@ def _parse_tree(raw: bytes, warnings: list[str]) -> Message:
     return msg
 
 
-def parse_email(raw: bytes, max_body_chars: int) -> Email | Unparseable:
-    """Parse raw bytes. Anything odd is kept as a warning; only non-mail is Unparseable."""
+def parse_email(raw: bytes, max_body_chars: int, *, partial: str | None = None) -> Email | Unparseable:
+    """Parse raw bytes. Anything odd is kept as a warning; only non-mail is Unparseable.
+
+    `partial` is the source's note on a message it fetched only part of (RawMessage.partial).
+    """
     if not raw.strip():
         return Unparseable("empty message")
     warnings: list[str] = []
@@ -156,8 +157,8 @@ def parse_email(raw: bytes, max_body_chars: int) -> Email | Unparseable:
     if not any(name in msg for name in _BASIC_HEADERS):
         return Unparseable("no email headers (From, To, Subject, Date or Message-ID)")
     warnings += [type(defect).__name__ for defect in msg.defects]
-    if PARTIAL_HEADER in msg:
-        warnings.append(f"partial: {_header(msg, PARTIAL_HEADER.lower(), warnings)}")
+    if partial is not None:
+        warnings.append(f"partial: {partial}")
     try:
         body, attachments = _body_and_attachments(msg, warnings)
     except RecursionError:

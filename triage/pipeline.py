@@ -14,18 +14,16 @@ from typing import Any
 
 from triage.config import RoutingSettings, Settings
 from triage.decision import parse_decision
+from triage.errors import RunError
 from triage.message import Email, Unparseable, parse_email
 from triage.prompt import PromptRenderer
 from triage.routing import Router, apply_mailbox_actions, initial_status, may_act, planned, would_do
 from triage.rules import first_match
-from triage.runs import RunError, Runs, build_request
+from triage.runs import Runs, build_request
 from triage.sources import RawMessage, Source
-from triage.sources.imap import ImapSource
-from triage.store import Claim, Outcome, Store
-from triage.store import routing as routing_log
-from triage.store import threads as thread_registry
-from triage.store.routing import RoutingJob
-from triage.store.threads import ThreadAssignment
+from triage.store import Claim, Outcome, Store, routing_log, thread_registry
+from triage.store.routing_log import RoutingJob
+from triage.store.thread_registry import ThreadAssignment
 from triage.threads import ThreadCandidate, thread_id_for
 
 log = logging.getLogger("triage.pipeline")
@@ -95,7 +93,7 @@ class Pipeline:
         return not may_act(self.routing, mailbox_actions=self.mailbox_actions)
 
     def prepare(self, raw: RawMessage) -> Prepared | Unparseable:
-        email = parse_email(raw.raw, self.settings.prompt.max_body_chars)
+        email = parse_email(raw.raw, self.settings.prompt.max_body_chars, partial=raw.partial)
         if isinstance(email, Unparseable):
             return email
         return self.render(raw, email)
@@ -125,7 +123,7 @@ class Pipeline:
 
     async def triage(self, raw: RawMessage) -> Triaged:
         assert self.runs is not None and self.store is not None, "triage needs a run client and a store"
-        email = parse_email(raw.raw, self.settings.prompt.max_body_chars)
+        email = parse_email(raw.raw, self.settings.prompt.max_body_chars, partial=raw.partial)
         if isinstance(email, Unparseable):
             recorded = self.store.record_unparseable(raw, email.reason)
             outcome = Outcome("unparseable", problem=email.reason, decided_by="parser") if recorded else None
@@ -196,7 +194,7 @@ class Pipeline:
         """Blocking: call on the thread that owns the source's connection."""
         assert self.router is not None and self.store is not None
         actions = self.router.actions_for(job)
-        if actions is not None and isinstance(source, ImapSource):
+        if actions is not None and source.can_act:
             apply_mailbox_actions(self.store, source, job, actions)
 
     async def run(self, prepared: Prepared) -> Outcome:

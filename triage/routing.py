@@ -13,15 +13,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from imapclient.exceptions import IMAPClientError
-
 from triage.config import ActionSettings, RoutingSettings
-from triage.runs import RunError, Runs
-from triage.sources import RawMessage
-from triage.sources.imap import ImapSource
-from triage.store import Outcome, Store
-from triage.store import routing as routing_log
-from triage.store.routing import RoutingJob
+from triage.errors import RunError, SourceError
+from triage.runs import Runs
+from triage.sources import RawMessage, Source
+from triage.store import Outcome, Store, routing_log
+from triage.store.routing_log import RoutingJob
 from triage.threads import message_key, thread_id_for
 
 log = logging.getLogger("triage.routing")
@@ -169,11 +166,11 @@ class Router:
         }
 
 
-def apply_mailbox_actions(store: Store, source: ImapSource, job: RoutingJob, actions: ActionSettings) -> None:
+def apply_mailbox_actions(store: Store, source: Source, job: RoutingJob, actions: ActionSettings) -> None:
     """Flags, labels and a move for one message (blocking: call it on the source's thread)."""
     try:
         done = source.apply_actions(job.uid, actions)
-    except (IMAPClientError, OSError) as exc:  # recorded and retried later; the message stays put
+    except SourceError as exc:  # recorded and retried later; the message stays put
         log.warning("uid %d: mailbox actions failed (%s); will retry", job.uid, exc)
         routing_log.record(
             store, job.decision_pk, "error", actions={"done": job.done_actions}, error=str(exc)

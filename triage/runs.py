@@ -17,21 +17,19 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpcore
 import httpx
 
 from triage import __version__
 from triage.asyncio_streams import AsyncioBackend
-from triage.errors import ConfigError, TriageError
+from triage.errors import ConfigError, RunError, TriageError
 from triage.hosts import is_loopback_host
 
 if TYPE_CHECKING:  # at run time this module never loads the settings (see RunsSettings)
     from triage.config import LangGraphSettings
 
-ErrorKind = Literal["connect", "timeout", "http", "bad-body", "graph-error", "no-answer", "bad-request"]
-_RETRYABLE: frozenset[str] = frozenset({"connect", "timeout", "bad-body"})
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _BACKOFF_BASE_S = 0.5  # the first retry's wait, doubling up to backoff_cap_s
 _KEEPALIVE_S = 4.0  # an idle connection is closed after this long: before uvicorn closes it, at 5 s
@@ -41,32 +39,6 @@ _TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.Uns
 # A final state is a few levels deep; anything deeper is hostile or broken, and deep values make
 # the store's JSON encoder recurse.
 MAX_JSON_DEPTH = 64
-
-
-class RunError(Exception):
-    """A run that produced no usable final state, with its kind for the log."""
-
-    def __init__(
-        self,
-        kind: ErrorKind,
-        detail: str,
-        *,
-        http_status: int | None = None,
-        retry_after_s: float | None = None,
-        attempts: int = 0,
-    ) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-        self.http_status = http_status
-        self.retry_after_s = retry_after_s
-        self.attempts = attempts
-
-    @property
-    def retryable(self) -> bool:
-        if self.kind == "http":
-            return self.http_status == 429 or (self.http_status or 0) >= 500
-        return self.kind in _RETRYABLE
 
 
 @dataclass(frozen=True, slots=True)

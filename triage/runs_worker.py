@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from triage.errors import TriageError
-from triage.runs import ErrorKind, RunError, RunResult, RunsClient, RunsSettings
+from triage.errors import ErrorKind, RunError, TriageError
+from triage.runs import RunResult, RunsClient, RunsSettings
 
 _LENGTH = struct.Struct("!I")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)

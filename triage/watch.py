@@ -28,15 +28,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from triage import review
 from triage.config import ImapSettings, Settings
-from triage.errors import TriageError
+from triage.errors import ConnectFailed, LoginFailed, MailboxTaken, StoreFailed, TriageError
 from triage.pipeline import Pipeline, Triaged
 from triage.prompt import PromptRenderer
 from triage.runs import RunsClient, RunsSettings
 from triage.sources import RawMessage
-from triage.sources.imap import ConnectFailed, ImapSource, LoginFailed
-from triage.store import Store, StoreFailed, processes, store_failed
-from triage.store import watchers as leases
-from triage.store.routing import RoutingJob
+from triage.sources.imap import ImapSource
+from triage.store import Store, leases, processes, store_failed
+from triage.store.routing_log import RoutingJob
 
 log = logging.getLogger("triage.watch")
 
@@ -432,7 +431,7 @@ class Daemon:
                         store, target.account, target.mailbox, self.owner, self.settings.watch.lease_s
                     )
                     break
-                except leases.MailboxTaken:
+                except MailboxTaken:
                     if not self.wait_for_lease:
                         raise
                     if self.stop.is_set():
@@ -456,7 +455,7 @@ class Daemon:
                     self.stop.set()
                     break
                 if not alive:
-                    watcher.fatal = leases.MailboxTaken(
+                    watcher.fatal = MailboxTaken(
                         f"lost the lease on mailbox {watcher.mailbox!r} to another daemon"
                     )
                     self.stop.set()

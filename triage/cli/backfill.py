@@ -1,4 +1,4 @@
-"""`triage config`, `triage backfill` and `triage demo`."""
+"""`triage backfill`: every message not yet decided, and the summary that `retry` and `demo` print too."""
 
 from __future__ import annotations
 
@@ -8,28 +8,17 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from triage.backfill import BackfillPlan, Summary, backfill
-from triage.config import Settings, load_settings, masked
-from triage.devserver import DevServer
-from triage.message import Unparseable
-from triage.pipeline import Pipeline, Prepared, Triaged
-from triage.progress import Progress
-from triage.prompt import PromptRenderer
-from triage.runs import RunsSettings
-from triage.runs_worker import RunsWorker
-from triage.sources import Source
-from triage.sources.files import FileSource
-from triage.sources.imap import ImapSource
-from triage.store import Outcome, Store, processes
-
-SAMPLE_MAILBOX = Path(__file__).resolve().parent.parent / "sample" / "inbox.mbox"
+if TYPE_CHECKING:  # at run time, each command imports what it needs when it runs (see triage.cli)
+    from triage.backfill import BackfillPlan, Summary
+    from triage.config import Settings
+    from triage.message import Unparseable
+    from triage.pipeline import Pipeline, Prepared, Triaged
+    from triage.sources import Source
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    show_config = commands.add_parser("config", help="print the effective configuration, secrets masked")
-    show_config.set_defaults(handler=cmd_config)
-
     run = commands.add_parser("backfill", help="triage every message not yet decided")
     run.add_argument("--account", help="only this account (default: every configured account)")
     run.add_argument("--mailbox", action="append", help="IMAP mailbox (repeatable; default: imap.mailboxes)")
@@ -50,11 +39,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--quiet", action="store_true", help="no line per message, only the summary")
     run.set_defaults(handler=cmd_backfill)
 
-    demo = commands.add_parser(
-        "demo", help="triage the bundled sample mailbox with the bundled assistant on a local langgraph dev"
-    )
-    demo.set_defaults(handler=cmd_demo)
-
 
 def at_least_one(text: str) -> int:
     try:
@@ -66,12 +50,11 @@ def at_least_one(text: str) -> int:
     return number
 
 
-def cmd_config(args: argparse.Namespace) -> int:
-    print(json.dumps(masked(load_settings(args.config)), indent=2))
-    return 0
-
-
 def cmd_backfill(args: argparse.Namespace) -> int:
+    from triage.config import load_settings
+    from triage.sources.files import FileSource
+    from triage.sources.imap import ImapSource
+
     settings = load_settings(args.config)
     if args.source != "imap":
         files = FileSource(Path(args.source))
@@ -91,6 +74,8 @@ def _backfill_source(
     settings: Settings, source: Source, mailboxes: list[str], args: argparse.Namespace
 ) -> int:
     """The exit status of one account's backfill: 1 where messages stay undecided."""
+    from triage.backfill import BackfillPlan
+
     plan = BackfillPlan(
         mailboxes=mailboxes,
         since=args.since,
@@ -112,8 +97,16 @@ def run_backfill_on(settings: Settings, source: Source, plan: BackfillPlan, *, q
 
 
 async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
+    from triage.backfill import backfill
+    from triage.pipeline import Pipeline
+    from triage.progress import Progress
+    from triage.prompt import PromptRenderer
+    from triage.runs import RunsSettings
+    from triage.runs_worker import RunsWorker
+    from triage.store import Store, processes
+
     renderer = PromptRenderer(settings.prompt.template)
-    mailbox_actions = isinstance(source, ImapSource)
+    mailbox_actions = source.can_act
     if plan.dry_run:
         store = Store.open_existing(settings.store.url)
         preview = Pipeline(settings, renderer, None, store, mailbox_actions=mailbox_actions)
@@ -159,10 +152,13 @@ def _verdict_line(triaged: Triaged) -> str:
     else:
         verdict, detail = outcome.status, outcome.problem or ""
     subject = triaged.subject or "(no subject)"
-    return f"{raw.uid:>7}  {verdict:<16} {_clip(subject, 50):<50}  {_clip(detail, 70)}"
+    return f"{raw.uid:>7}  {verdict:<16} {clip(subject, 50):<50}  {clip(detail, 70)}"
 
 
 def _print_prepared(pipeline: Pipeline, prepared: Prepared | Unparseable) -> None:
+    from triage.message import Unparseable
+    from triage.store import Outcome
+
     if isinstance(prepared, Unparseable):
         print(f"--- unparseable: {prepared.reason}\n")
         return
@@ -210,24 +206,6 @@ def print_summary(summary: Summary, plan: BackfillPlan) -> int:
     return 1
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    print("starting langgraph dev with the reference assistant ...", file=sys.stderr)
-    with DevServer() as server:
-        settings.langgraph.url = server.url
-        print(f"langgraph dev is serving on {server.url}; triaging {SAMPLE_MAILBOX.name}", file=sys.stderr)
-        source = FileSource(SAMPLE_MAILBOX)
-        plan = BackfillPlan(
-            mailboxes=[source.mailbox_name],
-            concurrency=settings.langgraph.max_concurrency,
-            circuit_breaker=settings.langgraph.circuit_breaker,
-        )
-        summary = run_backfill_on(settings, source, plan, quiet=False)
-    status = print_summary(summary, plan)
-    print(f"decisions stored in {settings.store.url}")
-    return status
-
-
-def _clip(text: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"

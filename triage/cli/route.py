@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import TYPE_CHECKING
 
-from triage.backfill import route_recorded
-from triage.config import ImapSettings, Settings, load_settings
-from triage.pipeline import Pipeline
-from triage.prompt import PromptRenderer
-from triage.runs import RunsClient, RunsSettings
-from triage.sources.imap import ImapSource
-from triage.store import Store, processes
+if TYPE_CHECKING:
+    from triage.config import ImapSettings, Settings
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +23,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_route(args: argparse.Namespace) -> int:
+    from triage.config import load_settings
+
     settings = load_settings(args.config)
     failed = False
     for imap in settings.mail_accounts(args.account):
@@ -38,6 +36,13 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 async def _route_account(settings: Settings, imap: ImapSettings, mailboxes: list[str]) -> dict[str, int]:
+    from triage.backfill import route_recorded
+    from triage.pipeline import Pipeline
+    from triage.prompt import PromptRenderer
+    from triage.runs import RunsClient, RunsSettings
+    from triage.sources.imap import ImapSource
+    from triage.store import Store, processes
+
     store = Store.open(settings.store.url)
     source = ImapSource(imap, writable=settings.has_mailbox_actions)
     heartbeat = {"heartbeat_s": settings.watch.heartbeat_s, "lease_s": settings.watch.lease_s}

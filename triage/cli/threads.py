@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from triage.config import load_settings
-from triage.store import Store
-from triage.store import threads as registry
-from triage.store.models import as_utc
-
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     threads = commands.add_parser("threads", help="the threads new tasks started; close one")
@@ -23,6 +18,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
+    from triage.config import load_settings
+    from triage.store import Store
+    from triage.store import thread_registry as registry
+    from triage.store.models import as_utc
+
     store = Store.open_existing(load_settings(args.config).store.url)
     found = registry.list_threads(store, args.status) if store is not None else []
     for thread in found:
@@ -48,6 +48,10 @@ def cmd_threads(args: argparse.Namespace) -> int:
 
 
 def cmd_close(args: argparse.Namespace) -> int:
+    from triage.config import load_settings
+    from triage.store import Store
+    from triage.store import thread_registry as registry
+
     store = Store.open(load_settings(args.config).store.url)
     try:
         registry.close(store, args.thread_id)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from triage.config import ActionSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +22,7 @@ class RawMessage:
     raw: bytes
     internaldate: datetime | None = None
     gmail_thread_id: int | None = None  # X-GM-THRID, where the server is Gmail
+    partial: str | None = None  # why only part of the message was fetched, where it was
 
     @property
     def identity(self) -> dict[str, str | int]:
@@ -31,9 +35,14 @@ class RawMessage:
 
 
 class Source(Protocol):
-    """A mail store triage can read, one mailbox at a time, by UID."""
+    """A mail store triage can read, one mailbox at a time, by UID; and, where `can_act`, change.
+
+    Mailbox actions (flags, labels, a move) are a capability: a source that lacks it says so in
+    `can_act`, and its `apply_actions` raises SourceError.
+    """
 
     account: str
+    can_act: bool
 
     def select(self, mailbox: str) -> int:
         """Open a mailbox; return its UIDVALIDITY."""
@@ -45,6 +54,13 @@ class Source(Protocol):
 
     def fetch(self, uids: list[int]) -> Iterator[RawMessage]:
         """The messages of the selected mailbox with these UIDs (gone ones are skipped)."""
+        ...
+
+    def apply_actions(self, uid: int, actions: ActionSettings) -> list[str]:
+        """Carry out a decision's mailbox actions on a message of the selected mailbox; what was done.
+
+        Raises SourceError when they could not be (the message stays as it was).
+        """
         ...
 
     def close(self) -> None: ...

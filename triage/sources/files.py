@@ -12,10 +12,13 @@ from datetime import date, datetime
 from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from triage.errors import TriageError
+from triage.errors import SourceError, TriageError
 from triage.sources import RawMessage
+
+if TYPE_CHECKING:
+    from triage.config import ActionSettings
 
 FILES_ACCOUNT = "files"
 
@@ -24,6 +27,7 @@ class FileSource:
     """Reads mail from local files; never holds more than one message in memory."""
 
     account = FILES_ACCOUNT
+    can_act = False  # local files are only read
 
     def __init__(self, path: Path) -> None:
         self.path = path.resolve()
@@ -43,6 +47,9 @@ class FileSource:
         if since is None and before is None:
             return all_uids
         return [uid for uid in all_uids if _in_range(self._date(uid), since, before)]
+
+    def apply_actions(self, uid: int, actions: ActionSettings) -> list[str]:
+        raise SourceError("local files are only read: flags and moves need an IMAP mailbox")
 
     def fetch(self, uids: list[int]) -> Iterator[RawMessage]:
         for uid in uids:

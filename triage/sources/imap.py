@@ -15,9 +15,16 @@ from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
 from triage.config import ActionSettings, ImapSettings
-from triage.errors import ConfigError, TriageError
+from triage.errors import (
+    ConfigError,
+    ConnectFailed,
+    InsecureRefused,
+    LoginFailed,
+    MailboxUnavailable,
+    SourceError,
+    TriageError,
+)
 from triage.hosts import is_loopback_host
-from triage.message import PARTIAL_HEADER
 from triage.sources import RawMessage
 
 log = logging.getLogger("triage.imap")
@@ -31,28 +38,10 @@ _COMMAND_TIMEOUT_S = 60
 _IDLE_SLICE_S = 1.0
 
 
-class ConnectFailed(TriageError):
-    """The server could not be reached or the TLS handshake failed: worth retrying."""
-
-
-class MailboxUnavailable(ConnectFailed):
-    """The mailbox cannot be selected (missing, or being recreated): worth retrying when watching."""
-
-
-class LoginFailed(TriageError):
-    """The server refused the credentials: retrying will not help until the config changes."""
-
-    exit_code = 3
-
-
-class InsecureRefused(LoginFailed):
-    """triage refused to send credentials in clear: a configuration problem, never retried."""
-
-    exit_code = 2
-
-
 class ImapSource:
     """One logged-in connection; one selected mailbox at a time."""
+
+    can_act = True  # flags, labels and moves (opened writable for them: see `writable`)
 
     def __init__(self, settings: ImapSettings, *, writable: bool = False) -> None:
         if not settings.host:
@@ -143,9 +132,9 @@ class ImapSource:
             limit,
         )
         note = f"{size} bytes, over imap.max_message_bytes; only the headers and first text part were read"
-        yield self._raw(uid, stand_in(bytes(data[b"BODY[HEADER]<0>"]), part, text, note), data)
+        yield self._raw(uid, stand_in(bytes(data[b"BODY[HEADER]<0>"]), part, text), data, partial=note)
 
-    def _raw(self, uid: int, raw: bytes, data: dict[bytes, Any]) -> RawMessage:
+    def _raw(self, uid: int, raw: bytes, data: dict[bytes, Any], *, partial: str | None = None) -> RawMessage:
         return RawMessage(
             self.account,
             self._mailbox,
@@ -154,6 +143,7 @@ class ImapSource:
             raw,
             data.get(b"INTERNALDATE"),
             _gmail_thread_id(data.get(GMAIL_THREAD)),
+            partial,
         )
 
     def highest_uid(self) -> int:
@@ -204,6 +194,12 @@ class ImapSource:
 
     def apply_actions(self, uid: int, actions: ActionSettings) -> list[str]:
         """Flags, Gmail labels, seen, then a move (MOVE, else COPY + \\Deleted + UID EXPUNGE)."""
+        try:
+            return self._apply_actions(uid, actions)
+        except (IMAPClientError, OSError) as exc:
+            raise SourceError(_text(exc)) from None
+
+    def _apply_actions(self, uid: int, actions: ActionSettings) -> list[str]:
         client, done = self._client, []
         if actions.add_flags:
             client.add_flags([uid], actions.add_flags)
@@ -286,7 +282,7 @@ def _atom(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def stand_in(header: bytes, part: TextPart | None, text: bytes, note: str) -> bytes:
+def stand_in(header: bytes, part: TextPart | None, text: bytes) -> bytes:
     """A small message standing in for a large one: its headers, and its first text part as body."""
     lines: list[bytes] = []
     skipping = False
@@ -295,12 +291,9 @@ def stand_in(header: bytes, part: TextPart | None, text: bytes, note: str) -> by
             if not skipping:
                 lines.append(line)
             continue
-        skipping = line.split(b":", 1)[0].strip().lower() in _MIME_HEADERS or line.lower().startswith(
-            PARTIAL_HEADER.lower().encode()
-        )
+        skipping = line.split(b":", 1)[0].strip().lower() in _MIME_HEADERS
         if not skipping:
             lines.append(line)
-    lines.append(f"{PARTIAL_HEADER}: {note}".encode())
     if part is not None:
         charset = f'; charset="{part.charset}"' if part.charset else ""
         lines.append(f"Content-Type: {part.content_type}{charset}".encode())

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from triage.store.models import Process, table
 
 if TYPE_CHECKING:
-    from triage.store import Store
+    from triage.store.decisions import Store
 
 log = logging.getLogger("triage.store")
 

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from triage.errors import TriageError
-from triage.store import Store
+from triage.errors import MailboxTaken
+from triage.store.decisions import Store
 from triage.store.models import Watcher, as_utc
 
 STATUS_FIELDS = (
@@ -30,10 +30,6 @@ STATUS_FIELDS = (
     "failures",
     "last_error",
 )
-
-
-class MailboxTaken(TriageError):
-    """Another live daemon watches this mailbox in this store."""
 
 
 def this_process() -> str:

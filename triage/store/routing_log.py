@@ -17,7 +17,7 @@ from triage.store.models import DecisionRecord, StoredMessage
 from triage.store.processes import LIVE_OWNERS
 
 if TYPE_CHECKING:
-    from triage.store import Store
+    from triage.store.decisions import Store
 
 UNFINISHED = ("pending", "error")
 

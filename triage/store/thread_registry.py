@@ -15,7 +15,7 @@ from triage.store.models import StoredMessage, Thread, ThreadMessage, ThreadPart
 from triage.threads import ThreadCandidate, participants, subject_key
 
 if TYPE_CHECKING:
-    from triage.store import Claimed, Store
+    from triage.store.decisions import Claimed, Store
 
 _THREADS = table(Thread)
 _MEMBERS = table(ThreadMessage)

@@ -1,0 +1,52 @@
+"""`triage status`: per watched mailbox, what its daemon last said of itself."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from triage.store.leases import WatcherStatus
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = commands.add_parser("status", help="per watched mailbox: connection, backlog, failures")
+    status.add_argument("--json", action="store_true", help="one JSON object per mailbox")
+    status.set_defaults(handler=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from triage.config import load_settings
+    from triage.store import Store, leases
+
+    settings = load_settings(args.config)
+    store = Store.open_existing(settings.store.url)
+    found = leases.statuses(store) if store is not None else []
+    now = datetime.now(UTC)
+    stale_after = settings.watch.lease_s
+    for status in found:
+        alive = status.state != "stopped" and (now - status.heartbeat_at).total_seconds() <= stale_after
+        if args.json:
+            print(json.dumps({**_as_dict(status), "alive": alive}, default=str))
+        else:
+            state = status.state if alive or status.state == "stopped" else f"stale ({status.state})"
+            link = "connected" if status.connected and alive else "offline"
+            print(
+                f"{status.mailbox:<20} {state:<14} {link:<10} "
+                f"idle since {_hm(status.idle_since)}  last uid {status.last_seen_uid or '-'}  "
+                f"last decision {_hm(status.last_decision_at)}  backlog {status.backlog}  "
+                f"failures {status.failures}" + (f"  ({status.last_error})" if status.last_error else "")
+            )
+    if not found and not args.json:
+        print("no mailbox has been watched with this store")
+    return 0
+
+
+def _as_dict(status: WatcherStatus) -> dict[str, object]:
+    return {name: getattr(status, name) for name in status.__slots__}
+
+
+def _hm(when: datetime | None) -> str:
+    return "-" if when is None else f"{when:%Y-%m-%d %H:%M:%S}"
