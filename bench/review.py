@@ -13,7 +13,7 @@ of statuses and log-normal latencies.
 Each command runs as a subprocess, as a user runs it (median of --repeat runs), beside figures from
 the same run: a plain `SELECT count(*) FROM decisions` (sqlite3, in this process), the interpreter
 start-up of `triage --help` (the floor of any triage command), and the same queries in-process
-(triage.review, without start-up). Target: each command under 1 s.
+(triage.log, without start-up). Target: each command under 1 s.
 
 Exit status: 0 when every command succeeded and printed what it should, 1 otherwise.
 """
@@ -34,7 +34,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from triage.review import Filters, entries, stats
+from triage.log.query import Filters, entries
+from triage.log.stats import stats
 from triage.store import Store
 
 RARE_WORD = "quetzal"

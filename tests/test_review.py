@@ -20,16 +20,16 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from cli import run_triage
-from configs import write_config
-from conftest import _dovecot_available, require
-from corpus import kinds, varied_messages
-from dovecot import DovecotServer
-from fake_run_server import FakeRunServer
-from store_view import rows
 
+from tests.conftest import _dovecot_available, require
+from tests.support.cli import run_triage
+from tests.support.configs import write_config
+from tests.support.corpus import kinds, varied_messages
+from tests.support.dovecot import DovecotServer
+from tests.support.run_server import FakeRunServer
+from tests.support.store_view import rows
 from triage.devserver import DevServer
-from triage.review import EXPORT_FIELDS, LOG_FIELDS
+from triage.log.query import EXPORT_FIELDS, LOG_FIELDS
 
 N = 46  # two cycles of the corpus: every kind twice
 BODY_WORD = "reproduce"  # only ever in bodies (checked below), never in a subject

@@ -14,11 +14,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine
 
-from triage import review
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store
+from triage.store import Claim, Outcome, Store, mailboxes
 from triage.store.engine import MIGRATIONS
+from triage.store.retention import purge
 
 
 def _email(word: str) -> Email:
@@ -41,7 +41,7 @@ def _found(db: Path, word: str) -> list[int]:
 
 
 def test_a_decision_is_searchable_once_decided_and_follows_every_change(store: Store, db: Path) -> None:
-    store.note_mailbox("acct", "INBOX", 1)
+    mailboxes.note(store, "acct", "INBOX", 1)
     raw = RawMessage("acct", "INBOX", 1, 1, b"x")
     email = _email("quetzal")
     claimed = store.claim(raw, email, Claim("prompt", "hash", "agent", {}))
@@ -53,7 +53,7 @@ def test_a_decision_is_searchable_once_decided_and_follows_every_change(store: S
     assert _found(db, "quetzal") == [decision]
     assert _found(db, "axolotls") == [decision]
 
-    assert store.reopen("acct", "ok", None) == {"INBOX": {1}}
+    assert mailboxes.reopen(store, "acct", "ok", None) == {"INBOX": {1}}
     assert _found(db, "quetzal") == []
 
     claimed_again = store.claim(raw, email, Claim("prompt", "hash", "agent", {}))
@@ -62,12 +62,12 @@ def test_a_decision_is_searchable_once_decided_and_follows_every_change(store: S
     assert _found(db, "narwhals") == [decision]
     assert _found(db, "axolotls") == []
 
-    review.purge(store, datetime.now(UTC) + timedelta(days=1), keep_decisions=True)
+    purge(store, datetime.now(UTC) + timedelta(days=1), keep_decisions=True)
     assert _found(db, "body") == []  # the body is forgotten; subject and reason stay searchable
     assert _found(db, "quetzal") == [decision]
     assert _found(db, "narwhals") == [decision]
 
-    review.purge(store, datetime.now(UTC) + timedelta(days=1), keep_decisions=False)
+    purge(store, datetime.now(UTC) + timedelta(days=1), keep_decisions=False)
     assert _found(db, "quetzal") == []
 
 

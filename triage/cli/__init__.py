@@ -30,7 +30,11 @@ COMMAND_GROUPS = (
     "retry",
     "route",
     "threads",
-    "review",
+    "log",
+    "stats",
+    "corrections",
+    "replay",
+    "purge",
 )
 SIGPIPE_STATUS = 141  # what a shell reports for a program ended by SIGPIPE
 

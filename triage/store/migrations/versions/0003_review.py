@@ -86,7 +86,7 @@ _DAY_KEY = "date({row}.created_at), coalesce({row}.assistant_id, ''), coalesce({
 _COUNT_KEY = _DAY_KEY + ", {row}.status, coalesce({row}.decision, '')"
 # Latencies to within 2.5 %, in steps of a 1-2-5 series (1 ms under 100 ms, 2 ms from 100, 5 ms
 # from 200, 10 ms from 500, 20 ms from 1 s ...): a few hundred buckets per day at most. The same
-# steps as triage.review.LATENCY_STEPS; a stats test checks that both give the same figures.
+# steps as triage.log.stats.LATENCY_STEPS; a stats test checks that both give the same figures.
 _STEPS = (
     (100, 1), (200, 2), (500, 5), (1000, 10), (2000, 20), (5000, 50), (10000, 100),
     (20000, 200), (50000, 500), (100000, 1000), (200000, 2000), (500000, 5000),
