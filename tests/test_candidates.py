@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store
+from triage.store import Claim, Outcome, Store, mailboxes
 from triage.store import thread_registry as registry
 from triage.store.thread_registry import ThreadAssignment
 from triage.threads import thread_id_for
@@ -67,8 +67,8 @@ def test_a_new_task_decided_again_keeps_its_one_thread(store: Store) -> None:
     """Reopened and run again, a message that started a thread finds it (its row is not new)."""
     email = _email(1, "ann@example.com", "Export fails")
     thread_id = _record(store, 1, email)
-    store.note_mailbox("acct", "INBOX", 1)
-    assert store.reopen("acct", "ok", None) == {"INBOX": {1}}
+    mailboxes.note(store, "acct", "INBOX", 1)
+    assert mailboxes.reopen(store, "acct", "ok", None) == {"INBOX": {1}}
     assert _record(store, 1, email) == thread_id
     threads = registry.list_threads(store)
     assert [(t.id, t.title) for t in threads] == [(thread_id, "Export fails")]

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from store_view import rows
 
+from tests.support.store_view import rows
 from triage.message import parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Claimed, Outcome, Store, processes, routing_log
+from triage.store import Claim, Claimed, Outcome, Store, mailboxes, processes, routing_log
 from triage.store.models import Process
 
 LEASE_S = 30.0
@@ -55,11 +55,11 @@ def test_a_live_process_claim_is_never_taken_and_a_gone_one_is_taken_at_once(
     claimed = _claim(first, 1)
     assert claimed is not None
     assert _claim(second, 1) is None  # first is alive: its claim holds
-    assert second.unfinished_uids("acct", "INBOX", 7) == []
-    assert second.held_elsewhere("acct", "INBOX", 7, [1, 2]) == {1}
+    assert mailboxes.unfinished_uids(second, "acct", "INBOX", 7) == []
+    assert mailboxes.held_elsewhere(second, "acct", "INBOX", 7, [1, 2]) == {1}
     processes.leave(first)  # a clean stop lets its claims go
-    assert second.unfinished_uids("acct", "INBOX", 7) == [1]
-    assert second.held_elsewhere("acct", "INBOX", 7, [1]) == set()
+    assert mailboxes.unfinished_uids(second, "acct", "INBOX", 7) == [1]
+    assert mailboxes.held_elsewhere(second, "acct", "INBOX", 7, [1]) == set()
     taken = _claim(second, 1)
     assert taken is not None and taken.decision_pk == claimed.decision_pk
     # The first process's late answer is not recorded over the second's claim.
@@ -78,7 +78,7 @@ def test_a_failed_run_may_be_retried_by_any_process(two: tuple[Store, Store]) ->
     first, second = two
     claimed = _claim(first, 1)
     assert claimed is not None and first.record(claimed, Outcome("error", error_kind="connect"))
-    assert second.unfinished_uids("acct", "INBOX", 7) == [1]
+    assert mailboxes.unfinished_uids(second, "acct", "INBOX", 7) == [1]
     assert _claim(second, 1) is not None
     assert _claim(first, 1) is None  # now second holds it
 
@@ -162,6 +162,7 @@ def test_routing_is_carried_out_only_by_the_process_holding_it(two: tuple[Store,
     assert not routing_log.claim(first, claimed.decision_pk)
 
 
+@pytest.mark.integration
 def test_processes_opening_a_fresh_store_together_migrate_it_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     opener = "import sys\nfrom triage.store import Store\nStore.open(sys.argv[1]).close()\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store
+from triage.store import Claim, Outcome, Store, mailboxes
 
 
 def _email(uid: int) -> Email:
@@ -33,6 +33,6 @@ def test_unfinished_uids_are_this_generations_pending_and_failed_ones(tmp_path: 
             store.record(claimed, Outcome(status, "new-task" if status == "ok" else None))
         if uid % 5 == 0 or uid % 2:
             expected.append(uid)
-    assert store.unfinished_uids("acct", "INBOX", 1) == expected
-    assert store.unfinished_uids("acct", "INBOX", 3) == []
+    assert mailboxes.unfinished_uids(store, "acct", "INBOX", 1) == expected
+    assert mailboxes.unfinished_uids(store, "acct", "INBOX", 3) == []
     store.close()

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from triage.message import Unparseable
 from triage.pipeline import Pipeline, Prepared, Triaged
 from triage.sources import RawMessage, Source
-from triage.store import Store, routing_log
+from triage.store import Store, mailboxes, routing_log
 from triage.store.routing_log import RoutingJob
 
 T = TypeVar("T")
@@ -191,7 +191,7 @@ async def backfill(
                 held = await _held_elsewhere_until_released(store, source.account, mailbox, uidvalidity, todo)
                 if not held:
                     break
-                decided = store.decided_uids(source.account, mailbox, uidvalidity)
+                decided = mailboxes.decided_uids(store, source.account, mailbox, uidvalidity)
                 todo = [uid for uid in held if uid not in decided]
                 summary.statuses["skipped"] -= len(todo)  # counted when held; counted again below
                 await one_pass(todo, leftover)
@@ -207,11 +207,11 @@ async def _held_elsewhere_until_released(
     store: Store, account: str, mailbox: str, uidvalidity: int, uids: list[int]
 ) -> list[int]:
     """Those of `uids` another live process held, once none of them is held any more."""
-    held = store.held_elsewhere(account, mailbox, uidvalidity, uids)
+    held = mailboxes.held_elsewhere(store, account, mailbox, uidvalidity, uids)
     waiting = held
     while waiting:
         await asyncio.sleep(_HELD_POLL_S)
-        waiting = store.held_elsewhere(account, mailbox, uidvalidity, sorted(waiting))
+        waiting = mailboxes.held_elsewhere(store, account, mailbox, uidvalidity, sorted(waiting))
     return sorted(held)
 
 
@@ -257,8 +257,8 @@ async def _undecided_uids(
     if store is None:
         return uidvalidity, uids
     if not plan.dry_run:
-        store.note_mailbox(source.account, mailbox, uidvalidity)
-    decided = store.decided_uids(source.account, mailbox, uidvalidity)
+        mailboxes.note(store, source.account, mailbox, uidvalidity)
+    decided = mailboxes.decided_uids(store, source.account, mailbox, uidvalidity)
     return uidvalidity, [uid for uid in uids if uid not in decided]
 
 

@@ -8,20 +8,11 @@ import email.policy
 import email.utils
 import functools
 import re
-import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
 
-from bs4 import BeautifulSoup, Comment, MarkupResemblesLocatorWarning, Tag
-
-# A body that happens to look like a URL or a file name is still a body: no warning on stderr.
-warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning)
-
-# Elements whose text is never meant to be read.
-_INVISIBLE_TAGS = ("script", "style", "head", "title", "template", "noscript")
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0", re.I)
 _MANY_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 _CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -369,46 +360,9 @@ def html_to_text(html: str) -> str:
     """
     if len(html) > MAX_HTML_CHARS:
         html = html[: MAX_HTML_CHARS * 2 // 3] + "\n[...]\n" + html[-(MAX_HTML_CHARS // 3) :]
+    from triage.html_text import visible_text  # BeautifulSoup loads in 0.1 s: only for HTML mail
+
     try:
-        return _soup_text(html)
+        return visible_text(html)
     except RecursionError:  # never fall back to a tag-stripping guess: hidden text would show
         return "[HTML body nested too deeply to read]"
-
-
-def _soup_text(html: str) -> str:
-    soup = BeautifulSoup(html, "html.parser")
-    links: list[Tag] = []
-    breaks: list[Tag] = []
-    # One walk of the tree (a find_all per kind of node walked it six times): what is hidden goes
-    # with everything inside it; links and line breaks are rewritten once the hidden text is gone.
-    parents: list[Tag] = [soup]
-    while parents:
-        for node in list(parents.pop().contents):
-            if isinstance(node, Comment):
-                node.extract()
-            elif not isinstance(node, Tag):
-                continue
-            elif _is_hidden(node):
-                node.decompose()
-            else:
-                if node.name == "a" and node.has_attr("href"):
-                    links.append(node)
-                elif node.name == "br":
-                    breaks.append(node)
-                parents.append(node)
-    for link in links:
-        href = str(link["href"])
-        if href.startswith(("http://", "https://")) and href != link.get_text(strip=True):
-            link.append(f" ({href})")
-    for br in breaks:
-        br.replace_with("\n")
-    text = soup.get_text("\n")
-    lines = (" ".join(line.split()) for line in text.splitlines())
-    return "\n".join(lines)
-
-
-def _is_hidden(tag: Tag) -> bool:
-    if tag.name in _INVISIBLE_TAGS or tag.has_attr("hidden"):
-        return True
-    style = tag.get("style")
-    return isinstance(style, str) and _HIDDEN_STYLE.search(style) is not None

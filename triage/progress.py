@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 
 class Progress:
-    def __init__(self, label: str, *, stream: TextIO = sys.stderr, interval_s: float = 10.0) -> None:
+    def __init__(self, label: str, *, stream: TextIO | None = None, interval_s: float = 10.0) -> None:
+        stream = stream or sys.stderr  # the one in place now (a test may have replaced it)
         self.label = label
         self.stream = stream
         self.interval_s = interval_s

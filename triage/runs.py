@@ -12,11 +12,10 @@ import asyncio
 import contextlib
 import email.utils
 import json
-import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpcore
@@ -24,6 +23,7 @@ import httpx
 
 from triage import __version__
 from triage.asyncio_streams import AsyncioBackend
+from triage.clock import backoff_s, utc_now
 from triage.errors import ConfigError, RunError, TriageError
 from triage.hosts import is_loopback_host
 
@@ -217,7 +217,7 @@ class RunsClient:
         cap = self.settings.backoff_cap_s
         if retry_after_s is not None:
             return min(retry_after_s, cap)
-        return min(cap, _BACKOFF_BASE_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        return backoff_s(attempt, _BACKOFF_BASE_S, cap)
 
     async def _attempt(
         self, method: str, url: httpcore.URL, content: bytes | None
@@ -359,7 +359,7 @@ def _retry_after_s(value: str | None) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - utc_now()).total_seconds())
 
 
 def _excerpt(content: bytes, limit: int = 160) -> str:

@@ -22,7 +22,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from triage.backfill import BackfillPlan
     from triage.config import load_settings
     from triage.sources.imap import ImapSource
-    from triage.store import Store
+    from triage.store import Store, mailboxes
 
     settings = load_settings(args.config)
     status = 0
@@ -30,9 +30,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
         store = Store.open(settings.store.url)
         try:
             if args.dry_run:
-                chosen = store.reopenable(imap.account_name, args.status, args.since)
+                chosen = mailboxes.reopenable(store, imap.account_name, args.status, args.since)
             else:
-                chosen = store.reopen(imap.account_name, args.status, args.since)
+                chosen = mailboxes.reopen(store, imap.account_name, args.status, args.since)
         finally:
             store.close()
         if not chosen:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
+
+from triage.clock import utc_now
 
 if TYPE_CHECKING:
     from triage.store.leases import WatcherStatus
@@ -24,7 +26,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     store = Store.open_existing(settings.store.url)
     found = leases.statuses(store) if store is not None else []
-    now = datetime.now(UTC)
+    now = utc_now()
     stale_after = settings.watch.lease_s
     for status in found:
         alive = status.state != "stopped" and (now - status.heartbeat_at).total_seconds() <= stale_after

@@ -27,12 +27,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def cmd_watch(args: argparse.Namespace) -> int:
     import logging
 
-    from triage import logs
+    from triage.cli import stderr_logging
     from triage.config import load_settings
-    from triage.watch import Daemon, Target
+    from triage.mailbox_watcher import Target
+    from triage.watch import Daemon
 
     settings = load_settings(args.config)
-    logs.configure(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    stderr_logging.configure(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
     accounts = settings.mail_accounts(args.account)
     several = len(accounts) > 1
     targets = [

@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.clock import utc_now
 from triage.message import Email
 from triage.sources import RawMessage
 from triage.store import thread_registry
@@ -64,7 +64,7 @@ _MAILBOXES = table(MailboxState)
 # Columns come from each call's parameters; the bound names below are not column names.
 # A claim may be taken from a run that failed, or from a process that is gone (or never said who
 # it was, before 0010), or that is this one; never from a live process.
-_TAKEABLE = or_(
+TAKEABLE = or_(
     _DECISIONS.c.status == "error",
     and_(
         _DECISIONS.c.status == "pending",
@@ -75,7 +75,7 @@ _TAKEABLE = or_(
         ),
     ),
 )
-_TAKE_CLAIM = update(_DECISIONS).where(_DECISIONS.c.id == bindparam("decision_pk"), _TAKEABLE)
+_TAKE_CLAIM = update(_DECISIONS).where(_DECISIONS.c.id == bindparam("decision_pk"), TAKEABLE)
 _RECORD_OUTCOME = (
     update(_DECISIONS)
     .where(_DECISIONS.c.id == bindparam("decision_pk"), _DECISIONS.c.claimed_by == bindparam("owner"))
@@ -83,13 +83,6 @@ _RECORD_OUTCOME = (
 )
 _OTHER_PROCESSES = LIVE_OWNERS.where(LIVE_OWNERS.selected_columns[0] != bindparam("owner")).limit(1)
 _UNFINISHED = ("pending", "error")  # every status but the final ones
-_UNFINISHED_MESSAGE_KEYS = select(_DECISIONS.c.message_pk).where(
-    _DECISIONS.c.status.in_(_UNFINISHED), _TAKEABLE
-)
-_IDENTITIES_BY_KEY = select(
-    _MESSAGES.c.account, _MESSAGES.c.mailbox, _MESSAGES.c.uidvalidity, _MESSAGES.c.uid
-).where(_MESSAGES.c.id.in_(bindparam("keys", expanding=True)))
-_KEYS_PER_QUERY = 500  # well under any database's limit on bound parameters
 _BATCH_MOST = 128  # writes (two or three a message) before a batch commits on its own
 _MESSAGE_AND_DECISION = (
     select(_MESSAGES.c.id, _DECISIONS.c.id, _DECISIONS.c.status)
@@ -138,10 +131,6 @@ class Outcome:
     attempts: int = 0
     latency_ms: int | None = None
     decided_by: str = "run"  # run | rule:NAME | headers | parser
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Store:
@@ -253,73 +242,6 @@ class Store:
         """Sessions that only read: they take no lock (and work on a read-only file)."""
         return self._reader
 
-    def note_mailbox(self, account: str, mailbox: str, uidvalidity: int, start_uid: int = 0) -> int | None:
-        """Record the mailbox's UIDVALIDITY; return the one known before (None if new).
-
-        A new mailbox's watermark starts at `start_uid`; a changed UIDVALIDITY resets it to 0,
-        since every UID of the old generation is void.
-        """
-        with self._session.begin() as session:
-            new = {"account": account, "name": mailbox, "uidvalidity": uidvalidity, "updated_at": _now()}
-            if inserted(session.connection(), _MAILBOXES, {**new, "highest_recorded_uid": start_uid}):
-                return None
-            state = _mailbox_state(session, account, mailbox)
-            assert state is not None, "the row exists: the insert found it"
-            previous = state.uidvalidity
-            if previous != uidvalidity:
-                state.uidvalidity, state.highest_recorded_uid = uidvalidity, 0
-                state.updated_at = _now()
-            return previous
-
-    def watermark(self, account: str, mailbox: str) -> int:
-        """The highest UID below which every message of the mailbox has a recorded row."""
-        with self._reader() as session:
-            state = _mailbox_state(session, account, mailbox)
-            return state.highest_recorded_uid if state is not None else 0
-
-    def advance_watermark(self, account: str, mailbox: str, uidvalidity: int, uid: int) -> None:
-        with self._session.begin() as session:
-            state = _mailbox_state(session, account, mailbox)
-            if state is not None and state.uidvalidity == uidvalidity and uid > state.highest_recorded_uid:
-                state.highest_recorded_uid = uid
-                state.updated_at = _now()
-
-    def unfinished_uids(self, account: str, mailbox: str, uidvalidity: int) -> list[int]:
-        """Failed messages, and claims no live process holds: the ones to run again.
-
-        Found through the status index, then their messages by key. As one join, SQLite's planner
-        walks the whole mailbox generation instead: 68 ms at 200,000 messages, at every catch-up.
-        """
-        generation = (account, mailbox, uidvalidity)
-        found: list[int] = []
-        with self.engine.connect() as connection:
-            keys = list(connection.execute(_UNFINISHED_MESSAGE_KEYS, {"owner": self.owner}).scalars())
-            for start in range(0, len(keys), _KEYS_PER_QUERY):
-                chunk = {"keys": keys[start : start + _KEYS_PER_QUERY]}
-                for *where, uid in connection.execute(_IDENTITIES_BY_KEY, chunk):
-                    if tuple(where) == generation:
-                        found.append(uid)
-        return sorted(found)
-
-    def decided_uids(self, account: str, mailbox: str, uidvalidity: int, above: int = 0) -> set[int]:
-        """UIDs (above `above`) whose outcome is final; the rest of the mailbox still needs triage."""
-        query = _recorded_uids(account, mailbox, uidvalidity).where(
-            StoredMessage.uid > above, DecisionRecord.status.in_(FINAL_STATUSES)
-        )
-        with self._reader() as session:
-            return set(session.scalars(query))
-
-    def held_elsewhere(self, account: str, mailbox: str, uidvalidity: int, uids: list[int]) -> set[int]:
-        """Those of `uids` whose run another live process is making now."""
-        query = _recorded_uids(account, mailbox, uidvalidity).where(
-            DecisionRecord.status == "pending",
-            DecisionRecord.claimed_by != self.owner,
-            DecisionRecord.claimed_by.in_(LIVE_OWNERS),
-        )
-        wanted = set(uids)
-        with self._reader() as session:
-            return {uid for uid in session.scalars(query) if uid in wanted}
-
     def claim(self, raw: RawMessage, email: Email, claim: Claim) -> Claimed | None:
         """Mark the message in progress; None if its outcome is final or another live process holds
         it (skip it: that process records it, or its claim is free once it is gone).
@@ -336,13 +258,13 @@ class Store:
             "request_metadata": claim.request_metadata,
             "candidates": claim.candidates,
             "claimed_by": self.owner,
-            "updated_at": _now(),
+            "updated_at": utc_now(),
         }
         with self._writing() as connection:
             known_pk, decision_pk, status = _message_and_decision(connection, raw)
             message_pk, made = write_message(connection, raw, email, known_pk)
             if decision_pk is None:
-                new = {"message_pk": message_pk, "attempts": 0, "created_at": _now(), **values}
+                new = {"message_pk": message_pk, "attempts": 0, "created_at": utc_now(), **values}
                 decision_pk = inserted_id(connection, _DECISIONS, new)
                 if decision_pk is None:  # another process claimed it a moment ago
                     return None
@@ -388,7 +310,7 @@ class Store:
                 return None
             message_pk, _ = write_message(connection, raw, email, None)
             copied = {name: twin[name] for name in _CARRIED_FIELDS}
-            now = _now()
+            now = utc_now()
             carried_by = f"carried-over:{twin['id']}"
             carried = {
                 "message_pk": message_pk,
@@ -442,7 +364,7 @@ class Store:
                     "decision_pk": claimed.decision_pk,
                     "owner": self.owner,
                     "added_attempts": outcome.attempts,
-                    "updated_at": _now(),
+                    "updated_at": utc_now(),
                     "routing_status": routing_status,
                     "routing_claimed_by": routing_owner,
                 },
@@ -455,7 +377,7 @@ class Store:
 
     def record_unparseable(self, raw: RawMessage, reason: str) -> bool:
         """Record bytes that are not mail at all; False if already recorded."""
-        now = _now()
+        now = utc_now()
         with self._writing() as connection:
             message_pk, decision_pk, _ = _message_and_decision(connection, raw)
             if decision_pk is not None:
@@ -471,61 +393,10 @@ class Store:
             }
             return inserted(connection, _DECISIONS, recorded)
 
-    def reopenable(self, account: str, status: str, since: date | None) -> dict[str, set[int]]:
-        """The UIDs per mailbox that `reopen` would make pending (it changes nothing)."""
-        chosen: dict[str, set[int]] = {}
-        with self._reader() as session:
-            for _, mailbox, uid in session.execute(_reopen_query(account, status, since)):
-                chosen.setdefault(mailbox, set()).add(uid)
-        return chosen
-
-    def reopen(self, account: str, status: str, since: date | None) -> dict[str, set[int]]:
-        """Make chosen decisions of the mailboxes' current generation pending again, to be re-run.
-
-        Returns the UIDs per mailbox; the next pass (or the daemon) runs them again.
-        """
-        chosen: dict[str, set[int]] = {}
-        with self._session.begin() as session:
-            for record, mailbox, uid in session.execute(_reopen_query(account, status, since)):
-                record.status, record.claimed_by, record.updated_at = "pending", None, _now()
-                chosen.setdefault(mailbox, set()).add(uid)
-        return chosen
-
     def status_counts(self) -> dict[str, int]:
         query = select(DecisionRecord.status, func.count()).group_by(DecisionRecord.status)
         with self._reader() as session:
             return {status: count for status, count in session.execute(query)}
-
-
-def _reopen_query(account: str, status: str, since: date | None) -> Select[DecisionRecord, str, int]:
-    """Decisions of one status (recorded since a day) in the mailboxes' current generation."""
-    query = (
-        select(DecisionRecord, StoredMessage.mailbox, StoredMessage.uid)
-        .join(StoredMessage, DecisionRecord.message_pk == StoredMessage.id)
-        .join(
-            MailboxState,
-            (MailboxState.account == StoredMessage.account)
-            & (MailboxState.name == StoredMessage.mailbox)
-            & (MailboxState.uidvalidity == StoredMessage.uidvalidity),
-        )
-        .where(StoredMessage.account == account, DecisionRecord.status == status)
-    )
-    if since is not None:
-        query = query.where(DecisionRecord.updated_at >= datetime.combine(since, time.min, UTC))
-    return query
-
-
-def _recorded_uids(account: str, mailbox: str, uidvalidity: int) -> Select[int]:
-    """UIDs of one mailbox generation that have a decision row."""
-    return (
-        select(StoredMessage.uid)
-        .join(DecisionRecord, DecisionRecord.message_pk == StoredMessage.id)
-        .where(
-            StoredMessage.account == account,
-            StoredMessage.mailbox == mailbox,
-            StoredMessage.uidvalidity == uidvalidity,
-        )
-    )
 
 
 def _message_and_decision(
@@ -534,9 +405,3 @@ def _message_and_decision(
     """The message's row id, and its decision's id and status (None where there is none yet)."""
     row = connection.execute(_MESSAGE_AND_DECISION, identity(raw)).first()
     return (row[0], row[1], row[2]) if row is not None else (None, None, None)
-
-
-def _mailbox_state(session: Session, account: str, mailbox: str) -> MailboxState | None:
-    return session.scalar(
-        select(MailboxState).where(MailboxState.account == account, MailboxState.name == mailbox)
-    )

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from triage.clock import utc_now
 from triage.errors import MailboxTaken
 from triage.store.decisions import Store
 from triage.store.models import Watcher, as_utc
@@ -53,12 +54,8 @@ class WatcherStatus:
     heartbeat_at: datetime
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _holder_alive(owner: str | None, heartbeat_at: datetime, lease_s: float) -> bool:
-    if owner is None or _now() - as_utc(heartbeat_at) > timedelta(seconds=lease_s):
+    if owner is None or utc_now() - as_utc(heartbeat_at) > timedelta(seconds=lease_s):
         return False
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
@@ -74,7 +71,7 @@ def _holder_alive(owner: str | None, heartbeat_at: datetime, lease_s: float) -> 
 
 def acquire(store: Store, account: str, mailbox: str, owner: str, lease_s: float) -> None:
     """Take the mailbox's lease or raise MailboxTaken naming the holder."""
-    now = _now()
+    now = utc_now()
     with store.sessions.begin() as session:
         row = session.scalar(select(Watcher).where(Watcher.account == account, Watcher.mailbox == mailbox))
         if row is None:
@@ -137,7 +134,7 @@ def heartbeat(store: Store, account: str, mailbox: str, owner: str, **status: An
         done = session.execute(
             update(Watcher)
             .where(Watcher.account == account, Watcher.mailbox == mailbox, Watcher.owner == owner)
-            .values(heartbeat_at=_now(), **status)
+            .values(heartbeat_at=utc_now(), **status)
         )
         return bool(done.rowcount)  # type: ignore[attr-defined]
 

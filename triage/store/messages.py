@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import email.utils
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from triage.clock import utc_now
 from triage.message import Address, Attachment, Email
 from triage.sources import RawMessage
 from triage.store.conflicts import inserted_id
@@ -40,7 +41,7 @@ def write_message(
             **identity(raw),
             "size": len(raw.raw),
             "gmail_thread_id": raw.gmail_thread_id,
-            "first_seen_at": datetime.now(UTC),
+            "first_seen_at": utc_now(),
             **values,
         }
         made = inserted_id(connection, _MESSAGES, new)

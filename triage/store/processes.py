@@ -17,12 +17,13 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from triage.clock import utc_now
 from triage.store.models import Process, table
 
 if TYPE_CHECKING:
@@ -41,10 +42,6 @@ def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -59,7 +56,7 @@ def reap(store: Store, lease_s: float) -> int:
     """Forget processes that are gone: a heartbeat older than the lease, or a dead pid here."""
     host, me = socket.gethostname(), store.owner
     with store.sessions.begin() as session:
-        stale = _PROCESSES.c.heartbeat_at < _now() - timedelta(seconds=lease_s)
+        stale = _PROCESSES.c.heartbeat_at < utc_now() - timedelta(seconds=lease_s)
         gone = session.execute(delete(_PROCESSES).where(stale)).rowcount  # type: ignore[attr-defined]
         local = session.execute(select(_PROCESSES.c.id, _PROCESSES.c.pid).where(_PROCESSES.c.host == host))
         dead = [owner for owner, pid in local if owner != me and not _pid_alive(pid)]
@@ -70,7 +67,7 @@ def reap(store: Store, lease_s: float) -> int:
 
 def beat(store: Store, command: str) -> None:
     """Renew this process's row; write it again if another process reaped it as stale."""
-    now = _now()
+    now = utc_now()
     with store.sessions.begin() as session:
         renewed = session.execute(
             update(_PROCESSES).where(_PROCESSES.c.id == store.owner).values(heartbeat_at=now)

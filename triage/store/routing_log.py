@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
 
+from triage.clock import utc_now
 from triage.store.models import DecisionRecord, StoredMessage
 from triage.store.processes import LIVE_OWNERS
 
@@ -161,4 +161,4 @@ def record(
         if actions is not None:
             row.routing_actions = actions
         if status == "done":
-            row.routed_at = datetime.now(UTC)
+            row.routed_at = utc_now()

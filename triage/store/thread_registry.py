@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, select, union_all, update
 
+from triage.clock import utc_now
 from triage.errors import TriageError
 from triage.message import Email
 from triage.store.conflicts import inserted
@@ -71,14 +72,10 @@ class ThreadAssignment:
     title: str | None = None
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def assign(connection: Connection, claimed: Claimed, email: Email, assignment: ThreadAssignment) -> None:
     """Record the assignment inside the caller's transaction (with the decision itself)."""
     message_pk = claimed.message_pk
-    now = _now()
+    now = utc_now()
     people = participants(email)
     thread = {"thread_id": assignment.thread_id}
     # A new task's thread id is its message's (thread_id_for), and a thread keeps the message that

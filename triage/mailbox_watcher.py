@@ -1,0 +1,317 @@
+"""One watched mailbox: its IMAP connection, catch-up, IDLE or polling, and reconnects.
+
+Each MailboxWatcher runs on a thread of its own (imapclient blocks) and asks the daemon's asyncio
+loop to triage what it fetched, through a LoopBridge. Per mailbox the store keeps a watermark: the
+highest UID below which every message has a row. A watcher looks for UIDs above it, triages them in
+ascending batches, and raises the watermark only once a whole batch is recorded. Failed runs keep
+their rows (status `error`) and are tried again with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from dataclasses import dataclass, field
+from typing import Any
+
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy.exc import SQLAlchemyError
+
+from triage.clock import backoff_s, utc_now
+from triage.config import ImapSettings, Settings
+from triage.errors import ConnectFailed, LoginFailed, TriageError
+from triage.pipeline import Pipeline, Triaged
+from triage.sources import RawMessage
+from triage.sources.imap import ImapSource
+from triage.store import Store, mailboxes, store_failed
+from triage.store.routing_log import RoutingJob
+
+log = logging.getLogger("triage.watch")
+
+# Every sign of a dead or hung link: reconnect.
+LINK_ERRORS = (ConnectFailed, IMAPClientError, OSError)
+_RECONNECT_BASE_S = 1.0
+_RETRY_BASE_S = 5.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One mailbox of one account."""
+
+    imap: ImapSettings
+    mailbox: str
+    label: str  # how logs name it: the mailbox, or account/mailbox when several accounts are watched
+
+    @property
+    def account(self) -> str:
+        return self.imap.account_name
+
+
+@dataclass
+class RetrySchedule:
+    """When each failed message of a mailbox may be tried again (in this process's memory)."""
+
+    cap_s: float
+    failures: dict[int, int] = field(default_factory=dict)
+    due: dict[int, float] = field(default_factory=dict)
+
+    def failed(self, uid: int) -> None:
+        self.failures[uid] = self.failures.get(uid, 0) + 1
+        self.due[uid] = time.monotonic() + backoff_s(self.failures[uid], _RETRY_BASE_S, self.cap_s)
+
+    def succeeded(self, uid: int) -> None:
+        self.failures.pop(uid, None)
+        self.due.pop(uid, None)
+
+    def is_due(self, uid: int) -> bool:
+        return self.due.get(uid, 0.0) <= time.monotonic()
+
+    def next_due_in(self) -> float | None:
+        if not self.due:
+            return None
+        return max(0.0, min(self.due.values()) - time.monotonic())
+
+
+class LoopBridge:
+    """What watcher threads ask of the asyncio loop; each call blocks until the loop is done."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pipeline: Pipeline,
+        semaphore: asyncio.Semaphore,
+        stop: threading.Event,
+        inflight: set[asyncio.Task[Triaged | None]],
+    ) -> None:
+        self.loop = loop
+        self.pipeline = pipeline
+        self.semaphore = semaphore
+        self.stop = stop
+        self.inflight = inflight
+
+    def triage_batch(
+        self, raws: list[RawMessage], on_triaged: Callable[[Triaged], None]
+    ) -> list[Triaged | None]:
+        """None for a message not triaged because a stop was requested (it stays unclaimed).
+
+        `on_triaged` is called on the loop's thread as each message is done, not when all are.
+        """
+        return asyncio.run_coroutine_threadsafe(self._batch(raws, on_triaged), self.loop).result()
+
+    def retry_routing(self, account: str, mailbox: str, uidvalidity: int) -> list[RoutingJob]:
+        return asyncio.run_coroutine_threadsafe(
+            self.pipeline.retry_routing(account, mailbox, uidvalidity), self.loop
+        ).result()
+
+    async def _one(self, raw: RawMessage, on_triaged: Callable[[Triaged], None]) -> Triaged | None:
+        async with self.semaphore:
+            if self.stop.is_set():
+                return None
+            triaged = await self.pipeline.triage(raw)
+        on_triaged(triaged)
+        return triaged
+
+    async def _batch(
+        self, raws: list[RawMessage], on_triaged: Callable[[Triaged], None]
+    ) -> list[Triaged | None]:
+        tasks = [asyncio.create_task(self._one(raw, on_triaged)) for raw in raws]
+        self.inflight.update(tasks)
+        try:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self.inflight.difference_update(tasks)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result  # a bug, not a stop: the watcher logs it and the daemon exits
+        return [r if isinstance(r, Triaged) else None for r in results]
+
+
+class MailboxWatcher:
+    """Connect, catch up, IDLE (or poll), triage; reconnect on any sign of a dead link."""
+
+    def __init__(
+        self, settings: Settings, target: Target, store: Store, bridge: LoopBridge, stop: threading.Event
+    ) -> None:
+        self.settings = settings
+        self.imap = target.imap
+        self.mailbox = target.mailbox
+        self.account = target.imap.account_name
+        self.label = target.label
+        self.store = store
+        self.bridge = bridge
+        self.stop = stop
+        self.retries = RetrySchedule(settings.watch.retry_backoff_cap_s)
+        # What `triage status` shows, written with each heartbeat. `failures` counts the link's
+        # failed connections, or the runs that failed in a row, whichever is happening now.
+        self.status: dict[str, Any] = {"state": "starting", "connected": False, "backlog": 0, "failures": 0}
+        self.fatal: TriageError | None = None
+        self._ever_connected = False
+        self._link_failures = 0
+
+    def run(self) -> None:
+        """Thread body: sessions until stopped; a refused login before any success is fatal."""
+        while not self.stop.is_set():
+            try:
+                self._session()
+                return
+            except LoginFailed as exc:
+                if not self._ever_connected:
+                    self.fatal = exc
+                    self.stop.set()
+                    return
+                self._lost(str(exc))
+            except LINK_ERRORS as exc:
+                self._lost(_describe(exc))
+            except CancelledError:
+                return
+            except SQLAlchemyError as exc:
+                self.fatal = store_failed(exc)
+                self.stop.set()
+                return
+            except Exception:
+                log.exception("%s: watcher failed", self.label)
+                self.fatal = TriageError(f"the watcher of {self.label!r} failed (traceback logged above)")
+                self.stop.set()
+                return
+
+    def _lost(self, reason: str) -> None:
+        """Log the change of state once, not once per retry, and wait before reconnecting."""
+        if self._link_failures == 0:
+            log.warning("%s: connection lost (%s); reconnecting", self.label, reason)
+        self._link_failures += 1
+        failures = self._link_failures
+        self._set(
+            state="reconnecting", connected=False, failures=failures, last_error=reason, idle_since=None
+        )
+        self.stop.wait(backoff_s(failures, _RECONNECT_BASE_S, self.settings.watch.reconnect_backoff_cap_s))
+
+    def _set(self, **status: Any) -> None:
+        self.status.update(status)
+
+    def _session(self) -> None:
+        writable = self.settings.has_mailbox_actions and not self.bridge.pipeline.dry_run
+        source = ImapSource(self.imap, writable=writable)
+        try:
+            uidvalidity = source.select(self.mailbox)
+            start_uid = source.highest_uid()
+            previous = mailboxes.note(
+                self.store, self.account, self.mailbox, uidvalidity, start_uid=start_uid
+            )
+            if previous is None and start_uid:
+                log.info(
+                    "%s: first watch; mail up to UID %d is left to `triage backfill`", self.label, start_uid
+                )
+            elif previous is not None and previous != uidvalidity:
+                log.warning(
+                    "%s: UIDVALIDITY changed from %s to %s; mail decided before is recognised by "
+                    "Message-ID, date and size and not triaged again",
+                    self.label,
+                    previous,
+                    uidvalidity,
+                )
+            use_idle = self.settings.watch.mode == "idle" or (
+                self.settings.watch.mode == "auto" and source.supports_idle
+            )
+            if self._ever_connected and self._link_failures:
+                log.info("%s: reconnected after %d attempts", self.label, self._link_failures)
+            elif not self._ever_connected:
+                log.info("%s: watching (%s)", self.label, "IDLE" if use_idle else "polling")
+            self._ever_connected = True
+            self._link_failures = 0
+            self._set(state="catching-up", connected=True, failures=0, last_error=None)
+            while not self.stop.is_set():
+                self._catch_up(source, uidvalidity)
+                if self.stop.is_set():
+                    break
+                self._wait(source, use_idle)
+        finally:
+            source.close()
+
+    def _catch_up(self, source: ImapSource, uidvalidity: int) -> None:
+        """Triage every UID above the watermark, and every failed one whose retry is due."""
+        watermark = mailboxes.watermark(self.store, self.account, self.mailbox)
+        fresh = source.uids_above(watermark)
+        decided = mailboxes.decided_uids(self.store, self.account, self.mailbox, uidvalidity, above=watermark)
+        unfinished = mailboxes.unfinished_uids(self.store, self.account, self.mailbox, uidvalidity)
+        due = {uid for uid in unfinished if self.retries.is_due(uid)}
+        todo = sorted({uid for uid in fresh if uid not in decided} | due)
+        self._set(
+            backlog=len(todo) + len(unfinished) - len(due),
+            last_seen_uid=max(fresh, default=watermark) or None,
+        )
+        for job in self.bridge.retry_routing(self.account, self.mailbox, uidvalidity):
+            self.bridge.pipeline.apply_mailbox_actions(source, job)
+        batch_size = self.imap.fetch_batch
+        for start in range(0, len(todo), batch_size):
+            if self.stop.is_set():
+                return
+            batch = todo[start : start + batch_size]
+            results = self.bridge.triage_batch(list(source.fetch(batch)), self._note)
+            if any(result is None for result in results):
+                return  # stopping: the rest stays for the next start
+            for result in results:
+                if result is not None and result.routing is not None:
+                    self.bridge.pipeline.apply_mailbox_actions(source, result.routing)
+            highest_fresh = max((uid for uid in batch if uid > watermark), default=0)
+            if highest_fresh:
+                mailboxes.advance_watermark(
+                    self.store, self.account, self.mailbox, uidvalidity, highest_fresh
+                )
+        self._set(backlog=len(mailboxes.unfinished_uids(self.store, self.account, self.mailbox, uidvalidity)))
+
+    def _note(self, result: Triaged) -> None:
+        """One message done (called on the loop's thread): the log line, and status at once."""
+        self._set(backlog=max(self.status["backlog"] - 1, 0))
+        if result.outcome is None:
+            return
+        outcome, uid = result.outcome, result.raw.uid
+        if outcome.status == "error":
+            self.retries.failed(uid)
+            self._set(
+                failures=self.status["failures"] + 1,
+                last_error=f"run failed: {outcome.error_kind}: {outcome.error_text}",
+            )
+            log.warning(
+                "%s uid %d: run failed (%s: %s); will retry",
+                self.label,
+                uid,
+                outcome.error_kind,
+                outcome.error_text,
+            )
+        else:
+            self.retries.succeeded(uid)
+            self._set(failures=0, last_error=None)
+            verdict = outcome.decision if outcome.status == "ok" else outcome.status
+            how = " (carried over)" if result.carried_over else ""
+            log.info("%s uid %d: %s%s - %s", self.label, uid, verdict, how, result.subject or "(no subject)")
+            if result.planned:
+                log.info("%s uid %d: dry run, would: %s", self.label, uid, "; ".join(result.planned))
+        self._set(last_decision_at=utc_now())
+
+    def _wait(self, source: ImapSource, use_idle: bool) -> None:
+        """Until new mail, a retry falling due, or a stop request."""
+        retry_in = self.retries.next_due_in()
+        self._set(state="idle", idle_since=utc_now())
+        if use_idle:
+            renew = (
+                self.settings.watch.idle_renew_s
+                if retry_in is None
+                else min(retry_in, self.settings.watch.idle_renew_s)
+            )
+            source.idle_until_change(max(renew, 0.1), self.stop.is_set)
+        else:
+            interval = self.settings.watch.poll_interval_s
+            self.stop.wait(interval if retry_in is None else min(retry_in, interval))
+            source.noop()
+        self._set(state="catching-up", idle_since=None)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the server stopped answering (socket timeout)"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
