@@ -19,10 +19,11 @@ e. as d, but every message from a new sender with a new subject, so no candidate
    match early and the thread registry grows to 10,000 threads: e/d shows whether a backfill slows
    down as its registry grows (it should stay near 1).
 
-The stub run server is this file run with `--serve`, in its own process (its own GIL): a hand-written
-asyncio HTTP/1.1 protocol with keep-alive that answers `POST /runs/wait` after a fixed latency with a
-LangGraph-like final state (the human message echoes the prompt, as a real server's state does, then
-an AI message holding a `new-task` decision), `GET /ok` with 200, and `GET /_stats` with its counters.
+The stub run server is the tests' own (`tests/support/run_server.py`), run in its own process (its
+own GIL) without recording requests: a hand-written asyncio HTTP/1.1 protocol with keep-alive that
+answers `POST /runs/wait` after a fixed latency with a LangGraph-like final state (the human message
+echoes the prompt, as a real server's state does, then an AI message holding a `new-task` decision),
+`GET /ok` with 200, and `GET /_stats` with its counters.
 Its capacity is measured first with a raw-socket load client, so a low triage figure is not the stub's.
 Beside scenario a, the same 100 ms stub is driven by that raw-socket client and by triage's own run
 client alone (RunsClient, no message to prepare or record): the ceilings that scenario a can reach.
@@ -53,239 +54,23 @@ import mailbox
 import os
 import pstats
 import re
-import select
-import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
-from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-TESTS = REPO / "tests"
+from tests.support.corpus import kinds, varied_messages
+from tests.support.run_server import RunServerProcess, run_server_process
 
-DECISION_JSON = '{"decision": "new-task", "title": "T", "reason": "r", "confidence": 0.9}'
-MAX_HEAD_BYTES = 64 * 1024
-MAX_BODY_BYTES = 16 * 1024 * 1024
-SERVER_START_TIMEOUT_S = 20.0
-SERVER_MAX_LIFETIME_S = 3600.0
+REPO = Path(__file__).resolve().parent.parent
 SUMMARY_LINE = re.compile(r"triaged (\d+) of (\d+) planned in ([\d.]+) s \(([\d.]+) msg/s\)")
 
 
-# --------------------------------------------------------------------------- the stub run server
-
-
-@dataclass(slots=True)
-class _Request:
-    method: str
-    path: str
-    body: bytes
-    keep_alive: bool
-
-
-@dataclass(slots=True)
-class _ServerState:
-    latency_s: float
-    echo_prompt: bool
-    runs: int = 0
-    requests: int = 0
-    connections: int = 0
-
-
-def _prompt_of(body: bytes) -> str:
-    """The last user message of a /runs/wait body, or "..." when there is none."""
-    try:
-        request = json.loads(body)
-        messages = request["input"]["messages"]
-        return str(messages[-1]["content"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        return "..."
-
-
-def _response(status: int, reason: str, body: bytes, extra: str = "") -> bytes:
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n{extra}\r\n"
-    )
-    return head.encode("latin-1") + body
-
-
-def _answer(state: _ServerState, request: _Request) -> bytes:
-    """The complete response to one request."""
-    state.requests += 1
-    if request.method == "POST" and request.path == "/runs/wait":
-        state.runs += 1
-        human = _prompt_of(request.body) if state.echo_prompt else "..."
-        final_state = {
-            "messages": [
-                {"type": "human", "content": human, "id": "h1"},
-                {"type": "ai", "content": DECISION_JSON, "id": "a1", "tool_calls": []},
-            ]
-        }
-        location = f"content-location: /threads/{uuid.uuid4()}/runs/{uuid.uuid4()}\r\n"
-        return _response(200, "OK", json.dumps(final_state).encode(), location)
-    if request.method == "GET" and request.path == "/ok":
-        return _response(200, "OK", b'{"ok": true}')
-    if request.method == "GET" and request.path == "/_stats":
-        stats = {"runs": state.runs, "requests": state.requests, "connections": state.connections}
-        return _response(200, "OK", json.dumps(stats).encode())
-    return _response(404, "Not Found", b'{"detail": "not found"}')
-
-
-class _StubProtocol(asyncio.Protocol):
-    """One keep-alive connection: requests are answered one at a time, in order."""
-
-    def __init__(self, state: _ServerState) -> None:
-        self.state = state
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.queue: deque[_Request] = deque()
-        self.busy = False
-        self.timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.state.connections += 1
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.queue.clear()
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (request := self._parse()) is not None:
-            self.queue.append(request)
-        self._next()
-
-    def _parse(self) -> _Request | None:
-        """Take one complete request off the buffer, or None when more bytes are needed."""
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buffer) > MAX_HEAD_BYTES:
-                self._fail(431, "Request Header Fields Too Large")
-            return None
-        lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
-        try:
-            method, target, _version = lines[0].split(" ", 2)
-        except ValueError:
-            self._fail(400, "Bad Request")
-            return None
-        length, keep_alive = 0, True
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name, value = name.strip().lower(), value.strip().lower()
-            if name == "content-length" and value.isdigit():
-                length = int(value)
-            elif name == "connection":
-                keep_alive = value != "close"
-            elif name == "transfer-encoding":
-                self._fail(501, "Not Implemented")  # triage sends a content-length
-                return None
-        if length > MAX_BODY_BYTES:
-            self._fail(413, "Content Too Large")
-            return None
-        total = end + 4 + length
-        if len(self.buffer) < total:
-            return None
-        body = bytes(self.buffer[end + 4 : total])
-        del self.buffer[:total]
-        return _Request(method.upper(), target.split("?", 1)[0], body, keep_alive)
-
-    def _fail(self, status: int, reason: str) -> None:
-        self.buffer.clear()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(_response(status, reason, b"{}"))
-            self.transport.close()
-
-    def _next(self) -> None:
-        if self.busy or not self.queue:
-            return
-        request = self.queue.popleft()
-        self.busy = True
-        if request.path == "/runs/wait" and self.state.latency_s > 0:
-            loop = asyncio.get_running_loop()
-            self.timer = loop.call_later(self.state.latency_s, self._reply, request)
-        else:
-            self._reply(request)
-
-    def _reply(self, request: _Request) -> None:
-        self.timer = None
-        if self.transport is None or self.transport.is_closing():
-            return
-        self.transport.write(_answer(self.state, request))
-        self.busy = False
-        if not request.keep_alive:
-            self.transport.close()
-            return
-        self._next()
-
-
-async def _serve(latency_s: float, echo_prompt: bool) -> None:
-    """Serve on 127.0.0.1 (a free port, printed as `PORT n`) until stdin closes or time runs out."""
-    loop = asyncio.get_running_loop()
-    state = _ServerState(latency_s, echo_prompt)
-    server = await loop.create_server(lambda: _StubProtocol(state), "127.0.0.1", 0, backlog=1024)
-    port = server.sockets[0].getsockname()[1]
-    print(f"PORT {port}", flush=True)
-    stop = asyncio.Event()
-
-    def on_stdin() -> None:
-        if not os.read(sys.stdin.fileno(), 4096):  # the parent closed the pipe, or died
-            stop.set()
-
-    loop.add_reader(sys.stdin.fileno(), on_stdin)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    async with server:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), SERVER_MAX_LIFETIME_S)
-
-
-@dataclass(slots=True)
-class StubServer:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def stats(self) -> dict[str, int]:
-        with urllib.request.urlopen(f"{self.url}/_stats", timeout=10) as response:
-            data: dict[str, int] = json.loads(response.read())
-        return data
-
-
-@contextlib.contextmanager
-def stub_server(latency_s: float, *, echo_prompt: bool = True) -> Iterator[StubServer]:
-    """Start the stub in its own process; always stop it, even on error."""
-    argv = [sys.executable, str(Path(__file__).resolve()), "--serve", "--latency", repr(latency_s)]
-    if not echo_prompt:
-        argv.append("--no-echo")
-    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], SERVER_START_TIMEOUT_S)
-        line = process.stdout.readline().decode() if ready else ""
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"stub server did not start (said {line!r})")
-        yield StubServer(f"http://127.0.0.1:{int(line.split()[1])}", process)
-    finally:
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        if process.stdout is not None:
-            process.stdout.close()
+# --------------------------------------------------------------------------- load on the stub
 
 
 async def _load(url: str, connections: int, per_connection: int, body: bytes) -> int:
@@ -318,7 +103,9 @@ def _load_body() -> dict[str, object]:
     return {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": prompt}]}}
 
 
-def measure_stub_capacity(server: StubServer, requests: int, connections: int = 32) -> tuple[int, float]:
+def measure_stub_capacity(
+    server: RunServerProcess, requests: int, connections: int = 32
+) -> tuple[int, float]:
     """Requests answered and seconds taken by a raw-socket client (a lower bound of the capacity)."""
     body = json.dumps(_load_body()).encode()
     per_connection = max(1, requests // connections)
@@ -329,7 +116,7 @@ def measure_stub_capacity(server: StubServer, requests: int, connections: int = 
     return answered, time.perf_counter() - started
 
 
-def measure_run_client(server: StubServer, runs: int, concurrency: int) -> tuple[int, float]:
+def measure_run_client(server: RunServerProcess, runs: int, concurrency: int) -> tuple[int, float]:
     """Runs answered and seconds taken by triage's RunsClient alone, with twice as many callers as
     connections (as a backfill's run worker has them), and nothing to prepare or record."""
     from triage.runs import RunsClient, RunsSettings
@@ -471,11 +258,6 @@ class Mailbox:
 def write_mbox(path: Path, count: int, *, distinct: bool = False) -> Mailbox:
     """`count` varied corpus messages in an mbox file; `distinct`: each mail from a new sender, with
     a new subject (headers put first, where the parser reads them)."""
-    sys.path.insert(0, str(TESTS))
-    try:
-        from corpus import kinds, varied_messages  # type: ignore[import-not-found,unused-ignore]
-    finally:
-        sys.path.remove(str(TESTS))
     box = mailbox.mbox(path)
     box.lock()
     try:
@@ -499,7 +281,7 @@ def db_statuses(db: Path) -> dict[str, int]:
 def backfill(
     name: str,
     box: Mailbox,
-    server: StubServer,
+    server: RunServerProcess,
     latency_s: float,
     concurrency: int,
     workdir: Path,
@@ -682,12 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="also run scenario b under cProfile, writing PATH")
     parser.add_argument("--no-echo", action="store_true", help="stub answers '...', not the prompt")
     parser.add_argument("--against", metavar="REV", help="also compare this checkout with a git revision")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--latency", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve:
-        asyncio.run(_serve(args.latency, not args.no_echo))
-        return 0
     repeats = max(1, args.repeat or (1 if args.quick else 3))
     sizes = Sizes(300, 1000, 3000, 320) if args.quick else Sizes(2000, 10_000, 20_000, 2000)
     sizes = Sizes(
@@ -719,7 +496,7 @@ def compare(revision: str, workdir: Path, messages: int, concurrency: int, round
         problems: list[str] = []
         for label, latency_s in (("b  latency 0", 0.0), ("a  latency 100 ms", 0.1)):
             rates: dict[Path, list[float]] = {REPO: [], other: []}
-            with stub_server(latency_s) as server:
+            with run_server_process(latency_s) as server:
                 for round_ in range(rounds):
                     for code in (REPO, other):
                         name = f"{label[0]}-{code.name}-{round_}"
@@ -749,7 +526,13 @@ def _rates(rates: list[float]) -> str:
 
 
 def _median_of(
-    times: int, name: str, box: Mailbox, server: StubServer, latency_s: float, concurrency: int, workdir: Path
+    times: int,
+    name: str,
+    box: Mailbox,
+    server: RunServerProcess,
+    latency_s: float,
+    concurrency: int,
+    workdir: Path,
 ) -> tuple[Backfill, list[Backfill]]:
     """The scenario run `times` times: the run of median throughput, and all of them.
 
@@ -792,7 +575,7 @@ def _bench(
 
     results: dict[str, Backfill] = {}
     spread: dict[str, list[Backfill]] = {}
-    with stub_server(0.0, echo_prompt=echo_prompt) as server:
+    with run_server_process(0.0, echo_prompt=echo_prompt) as server:
         answered, capacity_s = measure_stub_capacity(server, sizes.capacity_requests)
         capacity = answered / capacity_s
         print(
@@ -813,7 +596,7 @@ def _bench(
             profiled = backfill("b-profiled", box, server, 0.0, concurrency, workdir, profile=profile)
             describe(profiled)
             spread["b-profiled"] = [profiled]
-    with stub_server(latency_s, echo_prompt=echo_prompt) as server:
+    with run_server_process(latency_s, echo_prompt=echo_prompt) as server:
         ceilings = {
             "a0 raw-socket client alone": measure_stub_capacity(server, sizes.ceiling_runs, concurrency),
             "a1 triage's run client alone": measure_run_client(server, sizes.ceiling_runs, concurrency),

@@ -25,48 +25,11 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from configs import write_config  # noqa: E402
-from dovecot import DovecotServer  # noqa: E402
-from store_view import final_count  # noqa: E402
-from watchd import WatchProcess, wait_until, watchers_in_state  # noqa: E402
-
-from triage.devserver import free_port  # noqa: E402
-
-STUB = """
-import asyncio, json, sys
-LATENCY = float(sys.argv[2])
-ANSWER = json.dumps({"decision": "new-task", "title": "T", "reason": "r"})
-MESSAGES = [{"type": "human", "content": "x"}, {"type": "ai", "content": ANSWER}]
-BODY = json.dumps({"messages": MESSAGES}).encode()
-async def handle(reader, writer):
-    try:
-        while True:
-            head = await reader.readuntil(b"\\r\\n\\r\\n")
-            length = 0
-            for line in head.split(b"\\r\\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            body = BODY
-            if head.startswith(b"POST"):
-                await asyncio.sleep(LATENCY)
-            else:
-                body = b'{"ok": true}'
-            head = (b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\n"
-                    b"content-location: /threads/a/runs/b\\r\\ncontent-length: %d\\r\\n\\r\\n")
-            writer.write(head % len(body) + body)
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
+from tests.support.configs import write_config
+from tests.support.dovecot import DovecotServer
+from tests.support.run_server import run_server_process
+from tests.support.store_view import final_count
+from tests.support.watchd import WatchProcess, wait_until, watchers_in_state
 
 
 def _message(n: int) -> bytes:
@@ -157,20 +120,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     count, window_s = (10, 10.0) if args.quick else (50, 30.0)
-    port = free_port()
-    stub = subprocess.Popen([sys.executable, "-c", STUB, str(port), "0.1"])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _answers(url), 10, "the stub run server")
+    with run_server_process(0.1) as stub:  # answers each run after 100 ms
+        url = stub.url
         with DovecotServer.start() as dovecot, tempfile.TemporaryDirectory() as tmp:
             notify = notify_delay_s(dovecot, 10)
             run = run_latency_s(url, 10)
             latencies = pickup_latencies(Path(tmp), dovecot, url, count)
         with DovecotServer.start() as dovecot, tempfile.TemporaryDirectory() as tmp:
             share, baseline = idle_cost(Path(tmp), dovecot, url, window_s)
-    finally:
-        stub.kill()
-        stub.wait()
     median = statistics.median(latencies)
     p95 = sorted(latencies)[max(0, round(0.95 * len(latencies)) - 1)]
     floor = notify + run
@@ -204,13 +161,6 @@ def main() -> int:
     for name, value, base, diff, target, met in rows:
         print(f"{name:<24}{value:>10}  {base:<32}{diff:>9}  {target:<15}{'-' if met is None else met}")
     return 0
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/ok", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 if __name__ == "__main__":

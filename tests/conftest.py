@@ -2,6 +2,11 @@
 
 Where a server is not installed the tests that need it skip with the reason, except in CI
 (`CI=true`), where a missing server is a failure.
+
+Two tiers: tests marked `integration` need a real Dovecot, a real `langgraph dev`, root, triage
+run as a subprocess, or signals and crashes; the rest (`pytest -m "not integration"`) need none of
+them and run in-process in well under a minute. A module marks itself (`pytestmark`) or its tests;
+the hook below also marks any test that asks for a real server, so the fast tier never needs one.
 """
 
 from __future__ import annotations
@@ -12,12 +17,37 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dovecot import DOVECOT, DovecotServer
 
+from tests.support import static_checks
+from tests.support.dovecot import DOVECOT, DovecotServer
 from triage.devserver import DevServer
 from triage.store import Store
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Fixtures that start a real server: a test asking for one is an integration test.
+REAL_SERVERS = frozenset({"dovecot", "dovecot_tls", "langgraph_server"})
+# Modules whose tests all fill their logs by real backfills, and which cannot carry their own mark.
+INTEGRATION_MODULES = frozenset({"test_review.py"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs_a_server = REAL_SERVERS & set(getattr(item, "fixturenames", ()))
+        if needs_a_server or item.path.name in INTEGRATION_MODULES:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the static checks this session will run now, so they run beside the other tests."""
+    if session.config.option.collectonly:
+        return
+    for item in session.items:
+        if item.path.name == "test_static.py" and isinstance(item, pytest.Function):
+            static_checks.start(item.callspec.params["check"])
+
+
+def pytest_sessionfinish() -> None:
+    static_checks.stop_all()
 
 
 def require(available: bool, reason: str) -> None:
@@ -72,3 +102,14 @@ def store(db: Path) -> Iterator[Store]:
     opened = Store.open(f"sqlite:///{db}")
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def clean_triage_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """For triage called in this process: no TRIAGE_* variable from outside, the test's folder as
+    the working directory (where ./triage.toml would be looked for)."""
+    for name in list(os.environ):
+        if name.startswith("TRIAGE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -7,13 +7,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from cli import popen_triage, run_triage
-from configs import write_config
-from corpus import kinds, varied_messages
-from dovecot import DovecotServer
-from store_view import final_count, outcomes, rows
+import pytest
 
+from tests.support.cli import popen_triage, run_triage
+from tests.support.configs import write_config
+from tests.support.corpus import kinds, varied_messages
+from tests.support.dovecot import DovecotServer
+from tests.support.store_view import final_count, outcomes, rows
 from triage.devserver import DevServer
+
+pytestmark = pytest.mark.integration
 
 N_VARIED = 210
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli import run_triage
+import pytest
+
+from tests.support.cli import run_triage
 
 
+@pytest.mark.integration
 def test_file_then_environment_override_and_masking(tmp_path: Path) -> None:
     (tmp_path / "triage.toml").write_text(
         '[imap]\nhost = "mail.example.com"\nusername = "me"\npassword = "s3cret-file-pass"\n'
@@ -28,6 +31,7 @@ def test_file_then_environment_override_and_masking(tmp_path: Path) -> None:
     assert "s3cret-file-pass" not in done.stdout + done.stderr and "lg-key-123" not in done.stdout
 
 
+@pytest.mark.integration
 def test_config_path_from_option_and_environment(tmp_path: Path) -> None:
     custom = tmp_path / "custom.toml"
     custom.write_text('[langgraph]\nassistant_id = "triager"\n')
@@ -48,6 +52,7 @@ def _one_error_line(done: object, *needles: str) -> None:
         assert needle in lines[0], lines[0]
 
 
+@pytest.mark.integration
 def test_bad_values_end_in_one_line_naming_the_key(tmp_path: Path) -> None:
     cases = {
         '[imap]\nport = "lots"\n': ("imap.port",),
@@ -72,6 +77,7 @@ def test_bad_values_end_in_one_line_naming_the_key(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.integration
 def test_backfill_without_imap_host_is_a_config_error(tmp_path: Path) -> None:
     _one_error_line(run_triage("backfill", cwd=tmp_path), "imap.host")
 

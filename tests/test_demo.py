@@ -7,9 +7,13 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from cli import run_triage
-from conftest import require
-from store_view import outcomes
+import pytest
+
+from tests.conftest import require
+from tests.support.cli import run_triage
+from tests.support.store_view import outcomes
+
+pytestmark = pytest.mark.integration
 
 
 def test_demo_triages_the_sample_mailbox_and_a_second_run_sends_nothing(tmp_path: Path) -> None:

@@ -7,16 +7,19 @@ import uuid
 from pathlib import Path
 
 import httpx
-from cli import run_triage
-from configs import write_config
-from dovecot import DovecotServer
-from fake_run_server import FakeRunServer
-from store_view import final_count, rows
-from watchd import WatchProcess, wait_until
+import pytest
 
+from tests.support.cli import run_triage
+from tests.support.configs import write_config
+from tests.support.dovecot import DovecotServer
+from tests.support.run_server import FakeRunServer
+from tests.support.store_view import final_count, rows
+from tests.support.watchd import WatchProcess, wait_until
 from triage.devserver import DevServer
 from triage.sources import RawMessage
 from triage.threads import thread_id_for
+
+pytestmark = pytest.mark.integration
 
 ROUTING = {
     "execute": True,

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import pytest
-from fake_gmail import FakeGmail
 from pydantic import SecretStr
 
+from tests.support.fake_gmail import FakeGmail
 from triage.config import ActionSettings, ImapSettings
 from triage.errors import LoginFailed
 from triage.sources.imap import ImapSource

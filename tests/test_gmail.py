@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli import run_triage
-from configs import write_config
-from fake_gmail import FakeGmail
-from fake_run_server import FakeRunServer
-from store_view import rows
+import pytest
+
+from tests.support.cli import run_triage
+from tests.support.configs import write_config
+from tests.support.fake_gmail import FakeGmail
+from tests.support.run_server import FakeRunServer
+from tests.support.store_view import rows
+
+pytestmark = pytest.mark.integration
 
 ROUTING = {
     "header_match": "decide",

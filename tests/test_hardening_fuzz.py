@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from cli import run_triage
-from fake_run_server import FakeRunServer
-from hostile_mail import FIXTURES, giants, mutated, seeds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from store_view import outcomes
 
+from tests.support.cli import run_triage
+from tests.support.hostile_mail import FIXTURES, giants, mutated, seeds
+from tests.support.run_server import FakeRunServer
+from tests.support.store_view import outcomes
 from triage.message import Email, Unparseable, parse_email
 from triage.prompt import PromptRenderer
 
@@ -116,6 +116,7 @@ def test_fixtures_of_odd_real_world_mail() -> None:
 E2E_MUTANTS = 80
 
 
+@pytest.mark.integration
 def test_every_hostile_message_ends_recorded(tmp_path: Path) -> None:
     """Mutants, giants and fixtures through a real backfill: one final row per message, exactly."""
     folder = tmp_path / "mail"

@@ -6,12 +6,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cli import run_triage
-from fake_run_server import FakeRunServer
-from store_view import rows
-from test_run_faults import ScriptedByUid
+import pytest
 
+from tests.support.cli import run_triage
+from tests.support.run_server import FakeRunServer, ScriptedByUid
+from tests.support.store_view import rows
 from triage.runs import MAX_RESPONSE_BYTES
+
+pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 3.0
 

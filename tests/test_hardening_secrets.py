@@ -6,12 +6,16 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from cli import run_triage
-from configs import write_config
-from dovecot import DovecotServer
-from fake_run_server import FakeRunServer
-from store_view import final_count
-from watchd import WatchProcess, wait_until
+import pytest
+
+from tests.support.cli import run_triage
+from tests.support.configs import write_config
+from tests.support.dovecot import DovecotServer
+from tests.support.run_server import FakeRunServer
+from tests.support.store_view import final_count
+from tests.support.watchd import WatchProcess, wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def _secret(kind: str) -> str:

@@ -12,12 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cli import run_triage
-from configs import write_config
-from dovecot import DovecotServer
-from fake_run_server import FakeRunServer
-from store_view import final_count, outcomes
-from watchd import WatchProcess, wait_until, watcher_state
+import pytest
+
+from tests.support.cli import run_triage
+from tests.support.configs import write_config
+from tests.support.dovecot import DovecotServer
+from tests.support.run_server import FakeRunServer
+from tests.support.store_view import final_count, outcomes
+from tests.support.watchd import WatchProcess, wait_until, watcher_state
+
+pytestmark = pytest.mark.integration
 
 STOPPED_LINE = "triage: error: cannot write the decision log ("
 

@@ -9,13 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli import run_triage
-from configs import write_config
-from dovecot import DovecotServer, make_certs
-from fake_run_server import FakeRunServer
+import pytest
 from imapclient.response_parser import parse_fetch_response
-from store_view import outcomes, rows
 
+from tests.support.cli import run_triage
+from tests.support.configs import write_config
+from tests.support.dovecot import DovecotServer, make_certs
+from tests.support.run_server import FakeRunServer
+from tests.support.store_view import outcomes, rows
 from triage import __version__
 from triage.message import Email, parse_email
 from triage.sources.imap import first_text_part, stand_in
@@ -74,6 +75,7 @@ def backfill_peak_rss_mb(cwd: Path) -> tuple[subprocess.CompletedProcess[str], f
     return done, int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
+@pytest.mark.integration
 def test_a_50_mb_message_is_triaged_from_its_text_part_in_bounded_memory(
     tmp_path: Path, dovecot: DovecotServer
 ) -> None:
@@ -144,6 +146,7 @@ def _write(cwd: Path, text: str) -> None:
     (cwd / "triage.toml").write_text(text + f'\n[store]\nurl = "sqlite:///{cwd / "t.db"}"\n')
 
 
+@pytest.mark.integration
 def test_plaintext_imap_login_to_a_remote_host_is_refused_before_connecting(tmp_path: Path) -> None:
     imap = '[imap]\nhost = "imap.example.com"\ntls = "none"\nusername = "me"\npassword = "pw"\n'
     _write(tmp_path, imap)
@@ -160,6 +163,7 @@ def test_plaintext_imap_login_to_a_remote_host_is_refused_before_connecting(tmp_
     assert allowed.returncode == 1 and "blocked by the test" in allowed.stderr, allowed.stderr
 
 
+@pytest.mark.integration
 def test_an_api_key_is_never_sent_over_http_to_a_remote_host(tmp_path: Path) -> None:
     folder = tmp_path / "mail"
     folder.mkdir()
@@ -180,6 +184,7 @@ def test_an_api_key_is_never_sent_over_http_to_a_remote_host(tmp_path: Path) -> 
     assert "cannot reach" in guarded_triage(tmp_path, "backfill", "--source", str(folder)).stderr
 
 
+@pytest.mark.integration
 def test_a_run_server_over_https_is_trusted_only_through_its_ca(tmp_path: Path) -> None:
     ca = make_certs(tmp_path)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -206,6 +211,7 @@ def test_a_run_server_over_https_is_trusted_only_through_its_ca(tmp_path: Path) 
     assert {h["user-agent"] for h in server.headers} == {f"triage/{__version__}"}
 
 
+@pytest.mark.integration
 def test_a_server_without_starttls_gets_no_plaintext_login(tmp_path: Path, dovecot: DovecotServer) -> None:
     dovecot.append(small_messages(1))
     (dovecot.root / "dovecot.conf").write_text(

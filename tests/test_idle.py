@@ -7,11 +7,13 @@ import threading
 import time
 
 import pytest
-from dovecot import DovecotServer
 from pydantic import SecretStr
 
+from tests.support.dovecot import DovecotServer
 from triage.config import ImapSettings
 from triage.sources.imap import ImapSource
+
+pytestmark = pytest.mark.integration
 
 
 def _mail(n: int) -> bytes:

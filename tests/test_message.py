@@ -6,8 +6,9 @@ import subprocess
 import sys
 from email.message import EmailMessage
 
-from corpus import kinds, varied_messages
+import pytest
 
+from tests.support.corpus import kinds, varied_messages
 from triage.message import Email, Unparseable, html_to_text, parse_email, truncate
 
 
@@ -145,6 +146,7 @@ def test_html_to_text_keeps_line_structure() -> None:
     assert html_to_text("<p>one</p><p>two<br>three</p>").split() == ["one", "two", "three"]
 
 
+@pytest.mark.integration
 def test_an_html_body_that_looks_like_a_url_is_read_without_a_warning() -> None:
     code = "from triage.message import html_to_text; print(html_to_text('https://example.com/x'))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cli import popen_triage, run_triage
-from configs import write_config
-from corpus import support_mail
-from dovecot import DovecotServer
-from fake_run_server import FakeRunServer
-from store_view import final_count, outcomes, rows
-from watchd import WatchProcess, wait_until, watchers_in_state
 
+from tests.support.cli import popen_triage, run_triage
+from tests.support.configs import write_config
+from tests.support.corpus import support_mail
+from tests.support.dovecot import DovecotServer
+from tests.support.run_server import FakeRunServer
+from tests.support.store_view import final_count, outcomes, rows
+from tests.support.watchd import WatchProcess, wait_until, watchers_in_state
 from triage.devserver import DevServer
 from triage.sources import RawMessage
 from triage.threads import message_key

@@ -8,17 +8,20 @@ import uuid
 from pathlib import Path
 
 import httpx
-from cli import popen_triage, run_triage
-from configs import write_config
-from corpus import support_mail as _mail
-from dovecot import DovecotServer
-from fake_run_server import FakeRunServer
-from store_view import final_count, rows
-from watchd import wait_until
+import pytest
 
+from tests.support.cli import popen_triage, run_triage
+from tests.support.configs import write_config
+from tests.support.corpus import support_mail as _mail
+from tests.support.dovecot import DovecotServer
+from tests.support.run_server import FakeRunServer
+from tests.support.store_view import final_count, rows
+from tests.support.watchd import wait_until
 from triage.devserver import DevServer
 from triage.sources import RawMessage
 from triage.threads import message_key, thread_id_for
+
+pytestmark = pytest.mark.integration
 
 
 def _thread_for_uid(dovecot: DovecotServer, uid: int, uidvalidity: int) -> str:

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import mailbox
 import sqlite3
-import threading
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
-from cli import popen_triage, run_triage
-from corpus import varied_messages
-from fake_run_server import FakeRunServer
-from store_view import outcomes, rows
-from watchd import wait_until
+import pytest
 
+from tests.support.cli import popen_triage, run_triage
+from tests.support.corpus import varied_messages
+from tests.support.run_server import FakeRunServer, ScriptedByUid
+from tests.support.store_view import outcomes, rows
+from tests.support.watchd import wait_until
 from triage.runs import RunsClient, RunsSettings
 
 # uid -> the server's answers to successive attempts (the last one repeats).
@@ -32,23 +30,6 @@ SCRIPT: dict[int, list[str]] = {
     10: ["429:0", "close", "ok"],
 }
 N_MESSAGES = 16
-
-
-class ScriptedByUid:
-    """Answer each request by the uid in its metadata and how often that uid has been seen."""
-
-    def __init__(self, script: dict[int, list[str]]) -> None:
-        self.script = script
-        self.seen: Counter[int] = Counter()
-        self._lock = threading.Lock()
-
-    def __call__(self, _index: int, body: dict[str, Any]) -> str:
-        uid = int(body["metadata"]["uid"])
-        with self._lock:
-            attempt = self.seen[uid]
-            self.seen[uid] += 1
-        answers = self.script.get(uid, ["ok"])
-        return answers[min(attempt, len(answers) - 1)]
 
 
 def _mbox(path: Path, count: int) -> Path:
@@ -69,6 +50,7 @@ def _env(url: str, db: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.integration
 def test_faults_are_retried_then_recorded_as_errors_and_the_batch_goes_on(tmp_path: Path) -> None:
     source = _mbox(tmp_path / "in.mbox", N_MESSAGES)
     db = tmp_path / "t.db"
@@ -124,6 +106,7 @@ def test_faults_are_retried_then_recorded_as_errors_and_the_batch_goes_on(tmp_pa
     ]
 
 
+@pytest.mark.integration
 def test_a_second_pass_sends_only_the_failed_ones_and_counts_their_attempts(tmp_path: Path) -> None:
     source = _mbox(tmp_path / "in.mbox", N_MESSAGES)
     db = tmp_path / "t.db"
@@ -145,6 +128,7 @@ def test_a_second_pass_sends_only_the_failed_ones_and_counts_their_attempts(tmp_
         assert server.paths == ["/ok"] and "nothing to do" in third.stdout
 
 
+@pytest.mark.integration
 def test_an_unreachable_run_server_ends_in_one_line(tmp_path: Path) -> None:
     source = _mbox(tmp_path / "in.mbox", 3)
     with FakeRunServer() as server:
@@ -156,6 +140,7 @@ def test_an_unreachable_run_server_ends_in_one_line(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.integration
 def test_a_record_is_committed_at_once_while_the_next_run_hangs(tmp_path: Path) -> None:
     """A backfill batches its writes, but never holds a record back for long (crash-safe progress)."""
     source = _mbox(tmp_path / "in.mbox", 3)
@@ -182,6 +167,7 @@ def _outcome(db: Path, uid: int) -> tuple[str, str | None, int] | None:
         return None
 
 
+@pytest.mark.integration
 def test_a_run_waiting_for_a_free_connection_is_not_timed_out_by_the_wait(tmp_path: Path) -> None:
     """The next message is prepared while the only connection is busy; its deadline starts with its run."""
     source = _mbox(tmp_path / "in.mbox", 3)

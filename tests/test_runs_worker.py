@@ -9,12 +9,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cli import popen_triage, run_triage
-from fake_run_server import FakeRunServer
-from store_view import outcomes, rows
-from test_run_faults import ScriptedByUid, _env, _mbox
-from watchd import wait_until
 
+from tests.support.cli import popen_triage, run_triage
+from tests.support.run_server import FakeRunServer, ScriptedByUid
+from tests.support.store_view import outcomes, rows
+from tests.support.watchd import wait_until
+from tests.test_run_faults import _env, _mbox
 from triage.errors import RunError, TriageError
 from triage.runs import RunsSettings
 from triage.runs_worker import RunsWorker
@@ -52,6 +52,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.integration
 def test_a_killed_run_worker_fails_only_the_runs_it_held_and_a_new_one_does_the_rest(
     tmp_path: Path,
 ) -> None:
@@ -102,6 +103,7 @@ def test_a_killed_run_worker_fails_only_the_runs_it_held_and_a_new_one_does_the_
         assert len(server.requests) == 3 + (N_MESSAGES - 5) + 4
 
 
+@pytest.mark.integration
 def test_the_run_worker_exits_when_its_backfill_is_killed(tmp_path: Path) -> None:
     source = _mbox(tmp_path / "in.mbox", 3)
     with FakeRunServer(["hang"]) as server:

@@ -1,25 +1,17 @@
-"""The code's own checks: ruff's lint and format, and mypy over the package."""
+"""The code's own checks: ruff's lint and format, and mypy over the package.
+
+They run as subprocesses started when collection ends (tests.support.static_checks), beside the
+other tests; each test here waits for its check's result.
+"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import static_checks
 
 
-@pytest.mark.parametrize(
-    "check",
-    [
-        ["ruff", "check", "--no-cache", "."],
-        ["ruff", "format", "--check", "--no-cache", "."],
-        ["mypy", "--no-incremental", "triage"],
-    ],
-    ids=["ruff-lint", "ruff-format", "mypy"],
-)
-def test_the_code_passes(check: list[str]) -> None:
-    done = subprocess.run([sys.executable, "-m", *check], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+@pytest.mark.parametrize("check", list(static_checks.CHECKS))
+def test_the_code_passes(check: str) -> None:
+    status, output = static_checks.result(check)
+    assert status == 0, output

@@ -12,13 +12,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cli import run_triage
-from configs import write_config
-from dovecot import DovecotServer
-from store_view import final_count, outcomes, rows
-from watchd import WatchProcess, wait_until, watcher_state, watchers_in_state
 
+from tests.support.cli import run_triage
+from tests.support.configs import write_config
+from tests.support.dovecot import DovecotServer
+from tests.support.store_view import final_count, outcomes, rows
+from tests.support.watchd import WatchProcess, wait_until, watcher_state, watchers_in_state
 from triage.devserver import DevServer
+
+pytestmark = pytest.mark.integration
 
 WATCH_FAST = {"idle_renew_s": 5, "heartbeat_s": 0.2, "retry_backoff_cap_s": 1, "reconnect_backoff_cap_s": 1}
 

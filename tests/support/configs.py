@@ -1,4 +1,4 @@
-"""Write a triage.toml for a test: a private Dovecot, a run server, an SQLite store in the folder."""
+"""Write a triage.toml for a test: a mail server (or none), a run server, an SQLite store in the folder."""
 
 from __future__ import annotations
 
@@ -45,6 +45,30 @@ def write_config(
     }
     for name, server in (accounts or {}).items():
         sections[f"accounts.{name}"] = _imap_section(server, {"timeout_s": 10})
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml(value)}" for key, value in values.items() if value is not None]
+    path = directory / "triage.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_file_config(
+    directory: Path,
+    url: str,
+    *,
+    langgraph: dict[str, object] | None = None,
+    routing: dict[str, object] | None = None,
+    store: dict[str, object] | None = None,
+) -> Path:
+    """A triage.toml without a mail server, for `backfill --source FILE`: a run server and a store."""
+    sections: dict[str, dict[str, object]] = {
+        "langgraph": {"url": url, "max_concurrency": 4, **(langgraph or {})},
+        "store": {"url": f"sqlite:///{directory / 'triage.db'}", **(store or {})},
+        "watch": {"heartbeat_s": 0.2},
+        "routing": routing or {},
+    }
     lines: list[str] = []
     for name, values in sections.items():
         lines.append(f"[{name}]")

@@ -11,9 +11,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from corpus import KINDS, varied_messages
+from tests.support.corpus import KINDS, varied_messages
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 HEAD = b"From: a@example.com\r\nSubject: s\r\nMessage-ID: <m@example.com>\r\n"
 CHARSETS = (
     b"utf-8",

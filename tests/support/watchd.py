@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from store_view import rows
+from tests.support.store_view import rows
 
 _counter = itertools.count()
 

@@ -1,0 +1,1 @@
+"""triage's tests; shared helpers live in `tests.support`."""

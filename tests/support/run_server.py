@@ -1,0 +1,688 @@
+"""The stub LangGraph run server of the tests and the benchmarks: one asyncio HTTP/1.1 server.
+
+Real sockets on 127.0.0.1, a hand-written keep-alive protocol (stdlib only), so a request can be
+answered normally, slowly, or with raw misbehaviour. It runs two ways:
+
+- in the test's process, on a thread of its own: ``with FakeRunServer([...]) as server:``; what it
+  received is then in ``server.requests``, ``server.paths`` and ``server.headers``;
+- in a process of its own, for benchmarks (its own GIL, no recording):
+  ``python -m tests.support.run_server --latency 0.1`` prints ``PORT n`` and serves until its stdin
+  closes; ``run_server_process()`` starts it and reads its counters from ``GET /_stats``.
+
+Endpoints:
+
+- ``GET /ok``: the health check, always ``{"ok": true}``.
+- ``GET /_stats``: ``{"runs", "requests", "connections"}``, the server's counters (not recorded).
+- ``/threads`` and below, in memory, as LangGraph has them: ``POST /threads`` (``if_exists``),
+  ``GET /threads/{id}``, ``GET /threads/{id}/runs`` and ``POST /threads/{id}/runs`` (a run that
+  is only recorded: ``server.threads``). Each takes the next behaviour of ``api_behaviours``.
+- any other request (``POST /runs/wait``) takes the next behaviour of the script:
+
+``ok``, ``ok-json:<raw>`` (AI content is ``<raw>``), ``500``, ``503-retry-after:<s>``,
+``429:<s>``, ``422``, ``hang`` (silent until closed), ``drip`` (200 headers, then a chunked
+``b"\\n"`` every 0.5 s until closed), ``close`` (close without a response), ``garbage``
+(non-JSON body), ``graph-error`` (200 ``{"__error__": ...}``), ``no-ai`` (state ends with
+the human message), ``delay:<s>`` (``ok`` after ``<s>`` seconds), ``huge`` (200 declaring no
+length, then junk until closed), ``huge-declared`` (a 1 GB Content-Length, then junk until closed),
+``bad-utf8`` (a JSON state with invalid UTF-8 in it), ``deep-json:<n>`` (a state holding ``n``
+nested lists), ``redirect:<url>`` (307 to ``<url>``), ``html`` (200 ``text/html`` sign-in page).
+
+A script is a list (its last entry repeats) or ``f(index, body) -> behaviour``, called on the
+server's thread. ``ok`` answers after ``latency_s`` (0 by default). ``gone_after_health_check``
+answers ``GET /ok`` and then refuses every connection (``go_away()`` does that at any time): a
+server that went away.
+
+    with FakeRunServer(["503-retry-after:0", "ok"]) as srv:
+        httpx.post(f"{srv.url}/runs/wait", json=body)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import select
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import urllib.request
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+Body = dict[str, Any]
+Script = Iterable[str] | Callable[[int, Body], str]
+_Reply = tuple[int, Body | bytes | list[Any], dict[str, str]]
+
+DECISION = '{"decision": "new-task", "title": "T", "reason": "r", "confidence": 0.9}'
+BEHAVIOURS = frozenset({"ok", "ok-json", "500", "503-retry-after", "429", "422", "hang", "delay"})
+BEHAVIOURS |= {"drip", "close", "garbage", "graph-error", "no-ai"}
+BEHAVIOURS |= {"huge", "huge-declared", "bad-utf8", "deep-json", "redirect", "html"}
+JUNK = b"x" * 65536
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+START_TIMEOUT_S = 20.0
+MAX_LIFETIME_S = 3600.0
+ROOT = Path(__file__).resolve().parents[2]  # a server process outliving its benchmark ends by itself
+_SIGN_IN = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>...</form></body></html>"
+_NOT_FOUND: _Reply = (404, {"detail": "Not Found"}, {})
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str  # without the query
+    query: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    keep_alive: bool
+
+
+def _user_content(body: Body) -> Any:
+    """The content of the last user/human message in a ``/runs/wait`` body."""
+    inp = body.get("input")
+    messages = inp.get("messages") if isinstance(inp, dict) else None
+    for msg in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(msg, dict) and msg.get("role", msg.get("type")) in ("user", "human"):
+            return msg.get("content", "")
+    return ""
+
+
+def _as_script(behaviours: Script) -> Callable[[int, Body], str]:
+    if callable(behaviours):
+        return behaviours
+    script = list(behaviours)
+    if not script:
+        raise ValueError("behaviours must not be empty")
+    if bad := [b for b in script if b.partition(":")[0] not in BEHAVIOURS]:
+        raise ValueError(f"unknown behaviours: {bad}")
+    return lambda i, _body: script[min(i, len(script) - 1)]
+
+
+def response(status: int, body: Body | bytes | list[Any], extra: dict[str, str] | None = None) -> bytes:
+    """A complete response with Content-Length (``extra`` may replace the content-type)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"content-type": "application/json", **extra} if extra else _JSON
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    head = f"HTTP/1.1 {status} {_PHRASES[status]}\r\ncontent-length: {len(data)}\r\n{lines}\r\n"
+    return head.encode("latin-1") + data
+
+
+_JSON = {"content-type": "application/json"}
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
+class FakeRunServer:
+    """A stub run server; ``behaviours`` is a script (last entry repeats) or ``f(index, body)``."""
+
+    def __init__(
+        self,
+        behaviours: Script = ("ok",),
+        *,
+        tls: ssl.SSLContext | None = None,
+        idle_timeout_s: float | None = None,
+        latency_s: float = 0.0,
+        echo_prompt: bool = True,
+        record: bool = True,
+        api_behaviours: Iterable[str] = ("ok",),
+        gone_after_health_check: bool = False,
+    ) -> None:
+        self._pick = _as_script(behaviours)
+        self._api_pick = _as_script(api_behaviours)
+        self.tls = tls  # a server-side context: serve https
+        self.idle_timeout_s = idle_timeout_s  # close a kept-alive connection idle this long
+        self.latency_s = latency_s  # before each `ok` answer
+        self.echo_prompt = echo_prompt  # the state's human message repeats the prompt, as LangGraph's does
+        self.record = record  # keep what was received (a benchmark's server keeps only counts)
+        # Answer `GET /ok`, then refuse connections: a server gone as soon as triage checked it.
+        self.gone_after_health_check = gone_after_health_check
+        self.url = ""
+        self.requests: list[Body] = []  # scripted requests' JSON bodies (``{}`` if not a JSON object)
+        self.paths: list[str] = []  # paths of every request, ``GET /ok`` included
+        self.headers: list[dict[str, str]] = []  # request headers (lower-case names), ``/ok`` included
+        self.api_requests: list[tuple[str, str, Body]] = []  # (method, path, body) of /threads calls
+        self.threads: dict[str, Body] = {}  # thread id -> the thread, its runs under "runs"
+        self.connections = 0  # connections accepted (TLS: handshakes completed)
+        self.idle_closed = 0  # connections it closed for being idle
+        self.runs = 0  # POST /runs/wait received (a retry counts again)
+        self.received = 0  # requests of any kind
+        self._scripted = 0
+        self._api_calls = 0
+        self._open: set[_Connection] = set()
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Listen on a free port of 127.0.0.1, in the running loop."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        loop.set_exception_handler(_quiet_exceptions)
+        self._server = await loop.create_server(
+            lambda: _Connection(self), "127.0.0.1", 0, ssl=self.tls, backlog=1024
+        )
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        """Stop accepting and cut every open connection (waking hang, drip and delay)."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._open):
+            connection.abort()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    def __enter__(self) -> FakeRunServer:
+        """Serve from a thread of this process."""
+        loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="run-server", daemon=True)
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result(START_TIMEOUT_S)
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            loop.close()
+
+    def go_away(self) -> None:
+        """From any thread: stop listening (connecting is refused) and close every connection."""
+        assert self._loop is not None, "not serving"
+        self._loop.call_soon_threadsafe(self._go_away)
+
+    def _go_away(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._open):
+            connection.close()  # after what was written is sent
+
+    def stats(self) -> dict[str, int]:
+        return {"runs": self.runs, "requests": self.received, "connections": self.connections}
+
+    # ----------------------------------------------------------------------- answers
+
+    def answer(self, connection: _Connection, request: Request) -> None:
+        """Answer one request on `connection` now, later, or never (a fault)."""
+        self.received += 1
+        method, path = request.method, request.path
+        if method == "GET" and path == "/_stats":
+            connection.reply(response(200, self.stats()), request)
+            return
+        if self.record:
+            self.paths.append(path)
+            self.headers.append(request.headers)
+        if method == "GET" and path == "/ok":
+            connection.reply(response(200, {"ok": True}), request)
+            if self.gone_after_health_check:
+                self._go_away()
+            return
+        body = _json_object(request.body)
+        if path == "/threads" or path.startswith("/threads/"):
+            if self.record:
+                self.api_requests.append((method, path, body))
+            index, self._api_calls = self._api_calls, self._api_calls + 1
+            kind, _, arg = self._api_pick(index, body).partition(":")
+            if kind == "ok":
+                connection.reply(self._threads_api(method, path, body), request)
+            else:
+                self._behave(connection, request, body, kind, arg)
+            return
+        if self.record:
+            self.requests.append(body)
+        if path == "/runs/wait":
+            self.runs += 1
+        index, self._scripted = self._scripted, self._scripted + 1
+        kind, _, arg = self._pick(index, body).partition(":")
+        if kind == "ok" and self.latency_s > 0:
+            kind, arg = "delay", repr(self.latency_s)
+        if kind == "ok":
+            connection.reply(self._final_state(body), request)
+        else:
+            self._behave(connection, request, body, kind, arg)
+
+    def _behave(self, connection: _Connection, request: Request, body: Body, kind: str, arg: str) -> None:
+        if kind == "ok":
+            connection.reply(self._final_state(body), request)
+        elif kind == "ok-json":
+            connection.reply(self._final_state(body, arg), request)
+        elif kind == "delay":
+            connection.later(float(arg), lambda: connection.reply(self._final_state(body), request))
+        elif (canned := _canned(kind, arg, body)) is not None:
+            connection.reply(response(*canned), request)
+        elif kind == "hang":
+            pass  # the connection stays busy until the client or the server's stop closes it
+        elif kind == "drip":
+            connection.drip()
+        elif kind in ("huge", "huge-declared"):
+            connection.flood(kind == "huge-declared")
+        elif kind == "close":
+            connection.close()
+        else:
+            connection.close(response(500, {"detail": f"fake server: unknown behaviour {kind!r}"}))
+
+    def _final_state(self, body: Body, content: str = DECISION) -> bytes:
+        """A LangGraph-like final state: the human message (the prompt), then the AI's answer.
+
+        Written out by hand: this is the benchmarks' hot path, thousands of times a second.
+        """
+        human = {"type": "human", "content": _user_content(body) if self.echo_prompt else "...", "id": "h1"}
+        ai = {"type": "ai", "content": content, "id": "a1", "tool_calls": []}
+        data = json.dumps({"messages": [human, ai]}).encode()
+        head = (
+            f"HTTP/1.1 200 OK\r\ncontent-length: {len(data)}\r\ncontent-type: application/json\r\n"
+            f"content-location: /threads/{uuid.uuid4()}/runs/{uuid.uuid4()}\r\n\r\n"
+        )
+        return head.encode("latin-1") + data
+
+    def _threads_api(self, method: str, path: str, body: Body) -> bytes:
+        """The part of LangGraph's threads API that routing uses, in memory."""
+        parts = path.strip("/").split("/")
+        now = datetime.now(UTC).isoformat()
+        if parts == ["threads"] and method == "POST":
+            thread_id = str(body.get("thread_id") or uuid.uuid4())
+            if thread_id in self.threads:
+                if body.get("if_exists") == "do_nothing":
+                    return response(200, _public(self.threads[thread_id]))
+                return response(409, {"detail": f"Thread {thread_id} already exists"})
+            created: Body = {"thread_id": thread_id, "metadata": body.get("metadata") or {}}
+            self.threads[thread_id] = {**created, "created_at": now, "status": "idle", "runs": []}
+            return response(200, _public(self.threads[thread_id]))
+        thread = self.threads.get(parts[1]) if len(parts) >= 2 else None
+        if thread is None:
+            return response(*_NOT_FOUND)
+        if len(parts) == 2 and method == "GET":
+            return response(200, _public(thread))
+        if parts[2:] == ["runs"] and method == "GET":
+            return response(200, list(reversed(thread["runs"])))  # newest first, as LangGraph lists them
+        if parts[2:] == ["runs"] and method == "POST":
+            run = {
+                "run_id": str(uuid.uuid4()),
+                "thread_id": thread["thread_id"],
+                "assistant_id": body.get("assistant_id"),
+                "metadata": body.get("metadata") or {},
+                "multitask_strategy": body.get("multitask_strategy"),
+                "kwargs": {"input": body.get("input")},
+                "status": "pending",
+                "created_at": now,
+            }
+            thread["runs"].append(run)
+            return response(200, run)
+        return response(*_NOT_FOUND)
+
+    def runs_on(self, thread_id: str) -> list[Body]:
+        """The runs started on a thread, oldest first."""
+        return list(self.threads.get(thread_id, {}).get("runs", []))
+
+
+def _public(thread: Body) -> Body:
+    return {key: value for key, value in thread.items() if key != "runs"}
+
+
+def _json_object(raw: bytes) -> Body:
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _canned(kind: str, arg: str, body: Body) -> _Reply | None:
+    """Status, body and extra headers of a complete fault response, or ``None`` for raw behaviours."""
+    if kind == "deep-json":
+        human = {"type": "human", "content": _user_content(body), "id": "h1"}
+        ai = {"type": "ai", "content": DECISION, "id": "a1", "tool_calls": []}
+        return 200, _deep_state([human, ai], int(arg or 1)), {}
+    replies: dict[str, _Reply] = {
+        "no-ai": (200, {"messages": [{"type": "human", "content": _user_content(body), "id": "h1"}]}, {}),
+        "graph-error": (200, {"__error__": {"error": "ValueError", "message": "boom"}}, {}),
+        "garbage": (200, b"\x00\xffnot json<html>", {}),
+        "bad-utf8": (200, b'{"messages": [{"type": "ai", "content": "caf\xe9 \xff"}]}', {}),
+        "redirect": (307, b"", {"location": arg}),
+        "html": (200, _SIGN_IN, {"content-type": "text/html; charset=utf-8"}),
+        "422": (422, {"detail": "Invalid assistant"}, {}),
+        "500": (500, {"detail": "fake internal error"}, {}),
+        "503-retry-after": (503, {"detail": "Service Unavailable"}, {"retry-after": arg}),
+        "429": (429, {"detail": "Too Many Requests"}, {"retry-after": arg}),
+    }
+    return replies.get(kind)
+
+
+def _deep_state(messages: list[Body], depth: int) -> bytes:
+    """A valid final state carrying `depth` nested lists (written out: json.dumps would recurse)."""
+    return b'{"messages": %s, "extra": %s%s}' % (json.dumps(messages).encode(), b"[" * depth, b"]" * depth)
+
+
+def _quiet_exceptions(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Clients refusing the certificate or going away mid-write are the tests' business, not noise."""
+    if isinstance(context.get("exception"), ssl.SSLError | OSError):
+        return
+    loop.default_exception_handler(context)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: requests are answered one at a time, in order."""
+
+    def __init__(self, server: FakeRunServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.queue: deque[Request] = deque()
+        self.busy = False
+        self.timer: asyncio.TimerHandle | None = None  # a delayed answer, a drip, or the idle timeout
+        self.paused = False
+        self.flooding = False
+
+    # --- asyncio's side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server.connections += 1
+        self.server._open.add(self)
+        self._idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self.flooding = False
+        self.queue.clear()
+        self.server._open.discard(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.flooding:
+            self._pump()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy:
+            self._cancel_timer()  # the idle timeout
+        self.buffer += data
+        while (request := self._parse()) is not None:
+            self.queue.append(request)
+        self._next()
+
+    # --- what the server does with it
+
+    def reply(self, data: bytes, request: Request) -> None:
+        self.timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(data)
+        self.busy = False
+        if not request.keep_alive:
+            self.transport.close()
+            return
+        self._next()
+
+    def later(self, seconds: float, then: Callable[[], None]) -> None:
+        assert self.transport is not None
+        self.timer = asyncio.get_running_loop().call_later(seconds, then)
+
+    def drip(self) -> None:
+        """200 headers, then a chunk of one newline every 0.5 s, until one side hangs up."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        self._drop()
+
+    def _drop(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(b"1\r\n\n\r\n")
+        self.timer = asyncio.get_running_loop().call_later(0.5, self._drop)
+
+    def flood(self, declared: bool) -> None:
+        """200 headers, then junk as fast as the client reads it, until it hangs up."""
+        if self.transport is None:
+            return
+        length = "content-length: 1073741824" if declared else "connection: close"
+        self.transport.write(
+            f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{length}\r\n\r\n".encode()
+        )
+        self.flooding = True
+        self._pump()
+
+    def _pump(self) -> None:
+        """Up to 1 MB, then again on the loop's next turn (other connections have theirs)."""
+        for _ in range(16):
+            if not self.flooding or self.paused or self.transport is None:
+                return
+            if self.transport.is_closing():
+                self.flooding = False
+                return
+            self.transport.write(JUNK)  # pause_writing() is called from in here when the buffer fills
+        asyncio.get_running_loop().call_soon(self._pump)
+
+    def close(self, last_words: bytes = b"") -> None:
+        self._cancel_timer()
+        if self.transport is not None:
+            if last_words and not self.transport.is_closing():
+                self.transport.write(last_words)
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._cancel_timer()
+        self.flooding = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- within
+
+    def _next(self) -> None:
+        if self.busy:
+            return
+        if not self.queue:
+            self._idle()
+            return
+        self.busy = True
+        self.server.answer(self, self.queue.popleft())
+
+    def _idle(self) -> None:
+        timeout = self.server.idle_timeout_s
+        if timeout is not None and not self.buffer and self.transport is not None:
+            self._cancel_timer()
+            self.timer = asyncio.get_running_loop().call_later(timeout, self._idle_too_long)
+
+    def _idle_too_long(self) -> None:
+        self.timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.server.idle_closed += 1
+            self.transport.close()
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _parse(self) -> Request | None:
+        """Take one complete request off the buffer, or None when more bytes are needed."""
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_HEAD_BYTES:
+                self._fail(431)
+            return None
+        lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        try:
+            method, target, _version = lines[0].split(" ", 2)
+        except ValueError:
+            self._fail(400)
+            return None
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.rstrip().lower()] = value.strip()
+        start = end + 4
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            found = _chunked_body(self.buffer, start)
+            if found is None:
+                return None
+            body, total = found
+        else:
+            length = headers.get("content-length", "0")
+            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                self._fail(413 if length.isdigit() else 400)
+                return None
+            total = start + int(length)
+            if len(self.buffer) < total:
+                return None
+            body = bytes(self.buffer[start:total])
+        del self.buffer[:total]
+        path, _, query = target.partition("?")
+        keep_alive = headers.get("connection", "").lower() != "close"
+        return Request(method.upper(), path, query, headers, body, keep_alive)
+
+    def _fail(self, status: int) -> None:
+        self.buffer.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(response(status, {}))
+            self.transport.close()
+
+
+def _chunked_body(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
+    """A chunked body starting at `start`, and where it ends (trailers included); None if incomplete."""
+    body = bytearray()
+    at = start
+    while True:
+        eol = buffer.find(b"\r\n", at)
+        if eol < 0:
+            return None
+        size = int(bytes(buffer[at:eol]).split(b";")[0], 16)
+        at = eol + 2
+        if size == 0:
+            break
+        if len(buffer) < at + size + 2:
+            return None
+        body += buffer[at : at + size]
+        at += size + 2
+    while True:  # trailers, then the empty line
+        eol = buffer.find(b"\r\n", at)
+        if eol < 0:
+            return None
+        done = eol == at
+        at = eol + 2
+        if done:
+            return bytes(body), at
+
+
+# --------------------------------------------------------------------------- scripts
+
+
+class ScriptedByUid:
+    """Answer each request by the uid in its metadata and how often that uid has been seen."""
+
+    def __init__(self, script: dict[int, list[str]]) -> None:
+        self.script = script
+        self.seen: Counter[int] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, _index: int, body: Body) -> str:
+        uid = int(body["metadata"]["uid"])
+        with self._lock:
+            attempt = self.seen[uid]
+            self.seen[uid] += 1
+        answers = self.script.get(uid, ["ok"])
+        return answers[min(attempt, len(answers) - 1)]
+
+
+# --------------------------------------------------------------------------- in a process of its own
+
+
+@dataclass(slots=True)
+class RunServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.url}/_stats", timeout=10) as answer:
+            data: dict[str, int] = json.loads(answer.read())
+        return data
+
+
+@contextlib.contextmanager
+def run_server_process(latency_s: float = 0.0, *, echo_prompt: bool = True) -> Iterator[RunServerProcess]:
+    """The stub in a process of its own (a benchmark's load is not its client's); always stopped."""
+    argv = [sys.executable, "-m", "tests.support.run_server", "--latency", repr(latency_s)]
+    if not echo_prompt:
+        argv.append("--no-echo")
+    # This module's own checkout, whichever triage the benchmark runs.
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_S)
+        line = process.stdout.readline().decode() if ready else ""
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"stub run server did not start (said {line!r})")
+        yield RunServerProcess(f"http://127.0.0.1:{int(line.split()[1])}", process)
+    finally:
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+async def _serve(latency_s: float, echo_prompt: bool) -> None:
+    """Serve (printing `PORT n`) until stdin closes, a signal, or MAX_LIFETIME_S."""
+    loop = asyncio.get_running_loop()
+    server = FakeRunServer(latency_s=latency_s, echo_prompt=echo_prompt, record=False)
+    await server.start()
+    print(f"PORT {server.url.rsplit(':', 1)[1]}", flush=True)
+    stop = asyncio.Event()
+
+    def on_stdin() -> None:
+        if not os.read(sys.stdin.fileno(), 4096):  # the parent closed the pipe, or died
+            stop.set()
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), MAX_LIFETIME_S)
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The stub LangGraph run server, in a process of its own.")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer to a run")
+    parser.add_argument("--no-echo", action="store_true", help="answer '...' as the human message")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args.latency, not args.no_echo))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
