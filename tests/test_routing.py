@@ -176,38 +176,6 @@ def test_mailbox_actions_flag_and_move(
     assert "moved to Triage/Ignored" in str(actions[1][2]) and "flagged $TriageNewTask" in str(actions[0][2])
 
 
-def test_rules_and_header_proof_decide_without_a_run(tmp_path: Path, dovecot: DovecotServer) -> None:
-    dovecot.append(
-        [
-            _mail(1, "Broken login"),
-            _mail(2, "Re: Broken login", reply_to=1),
-            _mail(3, "Weekly news", list_id=True),
-            _mail(4, "Invoice 7", tag="inv"),
-        ]
-    )
-    rules = [
-        {"name": "newsletters", "list_id": ".", "decision": "ignore"},
-        {"name": "invoices", "subject": "^invoice", "decision": "new-task", "title": "Pay an invoice"},
-    ]
-    with FakeRunServer() as server:
-        write_config(tmp_path, dovecot, server.url, routing={"header_match": "decide", "rules": rules})
-        done = run_triage("backfill", cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
-        sent = [request["metadata"]["uid"] for request in server.requests]
-    assert sent == [1]  # only the first message needed the model
-    decided = rows(
-        tmp_path / "triage.db",
-        "SELECT m.uid, d.decision, d.decided_by, d.title FROM messages m "
-        "JOIN decisions d ON d.message_pk = m.id ORDER BY m.uid",
-    )
-    assert decided == [
-        (1, "new-task", "run", "T"),
-        (2, "existing-thread", "headers", None),
-        (3, "ignore", "rule:newsletters", None),
-        (4, "new-task", "rule:invoices", "Pay an invoice"),
-    ]
-
-
 def test_unoffered_or_closed_threads_need_review(tmp_path: Path, dovecot: DovecotServer) -> None:
     dovecot.append([_mail(1, "Question")])
     with FakeRunServer(["ok"]) as server:

@@ -45,13 +45,7 @@ def write_config(
     }
     for name, server in (accounts or {}).items():
         sections[f"accounts.{name}"] = _imap_section(server, {"timeout_s": 10})
-    lines: list[str] = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {_toml(value)}" for key, value in values.items() if value is not None]
-    path = directory / "triage.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return _write(directory, sections)
 
 
 def write_file_config(
@@ -69,6 +63,11 @@ def write_file_config(
         "watch": {"heartbeat_s": 0.2},
         "routing": routing or {},
     }
+    return _write(directory, sections)
+
+
+def _write(directory: Path, sections: dict[str, dict[str, object]]) -> Path:
+    """triage.toml in `directory`: each section's keys, those set to None left out."""
     lines: list[str] = []
     for name, values in sections.items():
         lines.append(f"[{name}]")
