@@ -6,10 +6,12 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from triage.message import Email
 from triage.sources import RawMessage
+
+if TYPE_CHECKING:
+    from triage.message import Email
 
 # A fixed namespace: the same message identity always names the same LangGraph thread.
 _NAMESPACE = uuid.UUID("0b5d9c2e-7f1a-5b8e-9c3d-2a4f6e8b1c7d")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import date
@@ -90,6 +89,8 @@ def _backfill_source(
 
 def run_backfill_on(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
     """Backfill from an open source, and close it."""
+    import asyncio
+
     try:
         return asyncio.run(run_backfill(settings, source, plan, quiet=quiet))
     finally:

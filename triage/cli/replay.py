@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+
     from triage.config import load_settings
     from triage.log.replay import ReplayOptions, replay
 

@@ -17,13 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.clock import utc_now
-from triage.message import Email
 from triage.sources import RawMessage
 from triage.store import thread_registry
 from triage.store.conflicts import inserted, inserted_id
@@ -32,6 +31,9 @@ from triage.store.messages import identity, write_message
 from triage.store.models import DecisionRecord, MailboxState, StoredMessage, table
 from triage.store.processes import LIVE_OWNERS, new_owner_id
 from triage.store.thread_registry import ThreadAssignment
+
+if TYPE_CHECKING:
+    from triage.message import Email
 
 FINAL_STATUSES = ("ok", "needs-review", "unparseable")
 # Outcome fields stored as they are on a decision row (attempts add up instead).

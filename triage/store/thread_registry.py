@@ -10,12 +10,12 @@ from sqlalchemy import Connection, bindparam, select, union_all, update
 
 from triage.clock import utc_now
 from triage.errors import TriageError
-from triage.message import Email
 from triage.store.conflicts import inserted
 from triage.store.models import StoredMessage, Thread, ThreadMessage, ThreadParticipant, as_utc, table
 from triage.threads import ThreadCandidate, participants, subject_key
 
 if TYPE_CHECKING:
+    from triage.message import Email
     from triage.store.decisions import Claimed, Store
 
 _THREADS = table(Thread)
