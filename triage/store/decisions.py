@@ -84,7 +84,6 @@ _RECORD_OUTCOME = (
     .values(attempts=_DECISIONS.c.attempts + bindparam("added_attempts"))
 )
 _OTHER_PROCESSES = LIVE_OWNERS.where(LIVE_OWNERS.selected_columns[0] != bindparam("owner")).limit(1)
-_UNFINISHED = ("pending", "error")  # every status but the final ones
 _BATCH_MOST = 128  # writes (two or three a message) before a batch commits on its own
 _MESSAGE_AND_DECISION = (
     select(_MESSAGES.c.id, _DECISIONS.c.id, _DECISIONS.c.status)

@@ -87,11 +87,6 @@ def leave(store: Store) -> None:
         session.execute(delete(_PROCESSES).where(_PROCESSES.c.id == store.owner))
 
 
-def live_count(store: Store) -> int:
-    with store.engine.connect() as connection:
-        return len(connection.execute(LIVE_OWNERS).all())
-
-
 @contextmanager
 def registered(store: Store, command: str, *, heartbeat_s: float, lease_s: float) -> Iterator[None]:
     """Register this process for the duration, renewing its heartbeat on a thread of its own.
