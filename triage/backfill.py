@@ -262,7 +262,7 @@ async def _undecided_uids(
     return uidvalidity, [uid for uid in uids if uid not in decided]
 
 
-async def route_recorded(source: Source, pipeline: Pipeline, mailboxes: list[str]) -> Counter[str]:
+async def route_recorded(source: Source, pipeline: Pipeline, names: list[str]) -> Counter[str]:
     """Carry out decisions recorded while carrying out was off (routing status `dry-run`).
 
     Each is planned again under the current settings: what now has something to do becomes
@@ -271,7 +271,7 @@ async def route_recorded(source: Source, pipeline: Pipeline, mailboxes: list[str
     store, router = pipeline.store, pipeline.router
     assert store is not None and router is not None, "routing needs a run client and a store"
     outcomes: Counter[str] = Counter()
-    for mailbox in mailboxes:
+    for mailbox in names:
         uidvalidity = source.select(mailbox)
         recorded = routing_log.jobs(store, source.account, mailbox, uidvalidity, statuses=("dry-run",))
         due = [job.decision_pk for job in recorded if pipeline.leaves_work(job)]

@@ -1,6 +1,6 @@
 """Carry a recorded decision out: LangGraph threads and runs, then actions in the mailbox.
 
-A decision is carried out only by the process holding its routing claim (store.routing), so two
+A decision is carried out only by the process holding its routing claim (store.routing_log), so two
 processes never take the same step. Every step is also safe to repeat after a crash. A new task's
 thread has a deterministic id and is created with `if_exists: do_nothing`; before starting a run on
 a thread, the thread's runs are searched for one carrying this message's key, so a crash between

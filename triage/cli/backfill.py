@@ -58,15 +58,15 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if args.source != "imap":
         files = FileSource(Path(args.source))
         return _backfill_source(settings, files, [files.mailbox_name], args)
-    undecided = 0
+    status = 0
     for imap in settings.mail_accounts(args.account):
-        undecided += _backfill_source(
+        status |= _backfill_source(
             settings,
             ImapSource(imap, writable=settings.has_mailbox_actions and not args.dry_run),
             args.mailbox or imap.mailboxes,
             args,
         )
-    return 1 if undecided else 0
+    return status
 
 
 def _backfill_source(
@@ -153,7 +153,7 @@ def _verdict_line(triaged: Triaged) -> str:
     else:
         verdict, detail = outcome.status, outcome.problem or ""
     subject = triaged.subject or "(no subject)"
-    return f"{raw.uid:>7}  {verdict:<16} {clip(subject, 50):<50}  {clip(detail, 70)}"
+    return f"{raw.uid:>7}  {verdict:<16} {_clip(subject, 50):<50}  {_clip(detail, 70)}"
 
 
 def _print_prepared(pipeline: Pipeline, prepared: Prepared | Unparseable) -> None:
@@ -207,6 +207,6 @@ def print_summary(summary: Summary, plan: BackfillPlan) -> int:
     return 1
 
 
-def clip(text: str, width: int) -> str:
+def _clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"

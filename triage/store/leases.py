@@ -20,6 +20,7 @@ from triage.clock import utc_now
 from triage.errors import MailboxTaken
 from triage.store.decisions import Store
 from triage.store.models import Watcher, as_utc
+from triage.store.processes import pid_alive
 
 STATUS_FIELDS = (
     "state",
@@ -58,15 +59,7 @@ def _holder_alive(owner: str | None, heartbeat_at: datetime, lease_s: float) -> 
     if owner is None or utc_now() - as_utc(heartbeat_at) > timedelta(seconds=lease_s):
         return False
     host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return host != socket.gethostname() or not pid.isdigit() or pid_alive(int(pid))
 
 
 def acquire(store: Store, account: str, mailbox: str, owner: str, lease_s: float) -> None:

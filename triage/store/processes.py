@@ -42,7 +42,8 @@ def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with this pid exists (one we may not signal does)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -59,7 +60,7 @@ def reap(store: Store, lease_s: float) -> int:
         stale = _PROCESSES.c.heartbeat_at < utc_now() - timedelta(seconds=lease_s)
         gone = session.execute(delete(_PROCESSES).where(stale)).rowcount  # type: ignore[attr-defined]
         local = session.execute(select(_PROCESSES.c.id, _PROCESSES.c.pid).where(_PROCESSES.c.host == host))
-        dead = [owner for owner, pid in local if owner != me and not _pid_alive(pid)]
+        dead = [owner for owner, pid in local if owner != me and not pid_alive(pid)]
         if dead:
             session.execute(delete(_PROCESSES).where(_PROCESSES.c.id.in_(dead)))
     return int(gone or 0) + len(dead)
