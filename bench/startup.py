@@ -6,7 +6,9 @@
 Each command runs as a subprocess, as a user runs it, in turns (so a slow minute of the machine
 falls on every command alike); the median wall time of each is printed, and its ratio to the
 median of `python -c pass` measured in the same run. Targets: `triage --help` at most 150 ms and
-`triage log --limit 1` at most 400 ms (on a log of 10,000 decisions made here).
+`triage log --limit 1` at most 400 ms (on a log of 10,000 decisions made here). The imports of
+SQLAlchemy and pydantic-settings alone are timed too: the floor under any command that reads the
+log through the store and its configuration.
 
 Exit status: 0 when every command succeeded (targets met or not), 1 otherwise.
 """
@@ -71,6 +73,8 @@ def main() -> int:
         env["TRIAGE_STORE__URL"] = f"sqlite:///{db}"
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
+            "import sqlalchemy": [sys.executable, "-c", "import sqlalchemy"],
+            "import pydantic_settings": [sys.executable, "-c", "import pydantic_settings"],
             "triage --help": [*prefix, "--help"],
             "triage log --limit 1": [*prefix, "log", "--limit", "1"],
         }

@@ -162,35 +162,28 @@ class ImapSource:
     def idle_until_change(self, renew_s: float, stopping: Callable[[], bool]) -> bool:
         """IDLE for up to `renew_s`; True when the server reported new mail.
 
-        imapclient's idle_check() swallows EOF and returns [] early: an empty answer that came
-        before its timeout means the link is gone. Leaving IDLE waits for the server's reply, so a
-        hung server is noticed there, through the socket timeout.
+        News already waiting is asked for with NOOP first: a server sends it right behind IDLE's
+        continuation, in the same read, where it sits in imaplib's buffer and polling the socket
+        never sees it. (Mail landing in the round trip between the two is still reported, when
+        IDLE ends.) imapclient's idle_check() swallows EOF and returns [] early: an empty answer
+        that came before its timeout means the link is gone. Leaving IDLE waits for the server's
+        reply, so a hung server is noticed there, through the socket timeout.
         """
+        _, waiting = self._client.noop()
+        if _reports_news(waiting):
+            return True
         self._client.idle()
         deadline = time.monotonic() + renew_s
-        changed = self._responses_buffered()
+        changed = False
         while not changed and not stopping() and (left := deadline - time.monotonic()) > 0:
             slice_s = min(_IDLE_SLICE_S, left)
             started = time.monotonic()
             responses = self._client.idle_check(timeout=slice_s)
             if not responses and time.monotonic() - started < slice_s * 0.5:
                 break  # EOF: idle_done() below raises
-            changed = any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
-        self._client.idle_done()
-        return changed
-
-    def _responses_buffered(self) -> bool:
-        """Whether responses came in the same read as IDLE's continuation (servers send news that
-        was waiting at once): they sit in imaplib's buffer, where polling the socket never sees them.
-        """
-        sock = self._client.socket()
-        sock.setblocking(False)
-        try:
-            return bool(self._client._imap.file.peek(1))  # buffered bytes, or one read that cannot block
-        except (BlockingIOError, ssl.SSLWantReadError):
-            return False
-        finally:
-            sock.settimeout(self.settings.timeout_s)
+            changed = _reports_news(responses)
+        _, last = self._client.idle_done()
+        return changed or _reports_news(last)
 
     def apply_actions(self, uid: int, actions: ActionSettings) -> list[str]:
         """Flags, Gmail labels, seen, then a move (MOVE, else COPY + \\Deleted + UID EXPUNGE)."""
@@ -394,6 +387,10 @@ def _run_secret_command(command: str, key: str) -> str:
     if not secret:
         raise TriageError(f"{key} printed nothing")
     return secret
+
+
+def _reports_news(responses: list[Any]) -> bool:
+    return any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
 
 
 def _text(exc: BaseException) -> str:
