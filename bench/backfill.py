@@ -130,7 +130,7 @@ def measure_run_client(server: RunServerProcess, runs: int, concurrency: int) ->
         answered = 0
         while left > 0:
             left -= 1
-            await client.wait(body)
+            await client.run(body)
             answered += 1
         return answered
 

@@ -189,9 +189,9 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
         async def two_runs() -> list[int]:
             settings = RunsSettings(server.url, None, 5.0, 1, 3, 0.01)
             async with RunsClient(settings) as runs:
-                first = await runs.wait(body)
+                first = await runs.run(body)
                 wait_until(lambda: server.idle_closed == 1, 10, "the server's hang-up")
-                second = await runs.wait(body)
+                second = await runs.run(body)
             return [first.attempts, second.attempts]
 
         assert asyncio.run(two_runs()) == [1, 1]

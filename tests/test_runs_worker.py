@@ -130,8 +130,8 @@ def test_a_call_that_fails_unexpectedly_in_the_worker_is_answered_at_once() -> N
             with pytest.raises(TriageError) as failed:
                 await asyncio.wait_for(worker._call("no_such_call"), 10)
             with pytest.raises(RunError) as unsendable:
-                await asyncio.wait_for(worker.wait({**body, "metadata": {"x": float("nan")}}), 10)
-            result = await asyncio.wait_for(worker.wait(body), 10)  # the same child serves on
+                await asyncio.wait_for(worker.run({**body, "metadata": {"x": float("nan")}}), 10)
+            result = await asyncio.wait_for(worker.run(body), 10)  # the same child serves on
             return str(failed.value), f"{unsendable.value.kind} {unsendable.value.attempts}", result.attempts
 
     with FakeRunServer() as server:

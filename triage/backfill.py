@@ -1,9 +1,9 @@
 """Drive the pipeline over whole mailboxes: `triage backfill` and `triage retry`.
 
 The source is read on a thread of its own (IMAP clients are not thread-safe) into a bounded queue,
-so memory stays flat however large the mailbox is. At most `concurrency` runs are in flight (the
-run client's connections), and as many messages again are parsed, claimed and rendered meanwhile,
-so that a connection which frees starts its next run at once.
+so memory stays flat however large the mailbox is. At most `concurrency` runs are in flight (a
+ceiling: the run client's adaptive limit may hold fewer), and as many messages again are parsed,
+claimed and rendered meanwhile, so that a run slot which frees starts its next run at once.
 Where nothing acts on a decision in this process, records are committed in batches (Store.batched).
 
 Other processes may work on the same mailboxes (a daemon, another backfill): a message one of them
@@ -128,6 +128,8 @@ async def backfill(
     loop = asyncio.get_running_loop()
     remaining = plan.limit
     breaker = CircuitBreaker(plan.circuit_breaker)
+    if not plan.dry_run:
+        await pipeline.release_leftover_runs()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="source") as source_thread:
 
         async def on_source(function: Callable[..., T], *args: Any) -> T:
@@ -224,17 +226,20 @@ async def _batched_writes(pipeline: Pipeline, plan: BackfillPlan) -> AsyncIterat
         yield
         return
     with store.batched():
-        committer = asyncio.create_task(_commit_every(store, _COMMIT_EVERY_S))
+        committer = asyncio.create_task(_commit_every(pipeline, store, _COMMIT_EVERY_S))
         try:
             yield
         finally:
             committer.cancel()
+    await pipeline.release_runs()
 
 
-async def _commit_every(store: Store, seconds: float) -> None:
+async def _commit_every(pipeline: Pipeline, store: Store, seconds: float) -> None:
+    """Commit the batch, then delete the server threads of the runs it made safe."""
     while True:
         await asyncio.sleep(seconds)
         store.commit_batch()
+        await pipeline.release_runs()
 
 
 def _dry_run_kind(prepared: Prepared | Unparseable) -> str:

@@ -74,8 +74,11 @@ class LangGraphSettings(Section):
     assistant_id: str = "agent"
     api_key: SecretStr | None = None
     timeout_s: float = Field(default=120.0, gt=0)
-    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    max_concurrency: int = Field(default=8, ge=1, le=1024)  # a ceiling: see triage.adaptive_limit
+    min_concurrency: int = Field(default=1, ge=1, le=1024)
+    mode: Literal["wait", "background"] = "wait"
     max_attempts: int = Field(default=4, ge=1, le=20)
+    rate_limit_retries: int = Field(default=10, ge=0, le=1000)
     backoff_cap_s: float = Field(default=30.0, ge=0)
     circuit_breaker: int = Field(default=5, ge=0)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -83,6 +86,7 @@ class LangGraphSettings(Section):
     webhook: str | None = None
     on_completion: Literal["delete", "keep"] = "delete"
     allow_insecure: bool = False
+    ca_file: Path | None = None  # a private CA's bundle; else $SSL_CERT_FILE, else certifi's
 
     @field_validator("metadata", "config")
     @classmethod

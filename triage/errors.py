@@ -71,6 +71,7 @@ class RunError(TriageError):
         http_status: int | None = None,
         retry_after_s: float | None = None,
         attempts: int = 0,
+        rate_limited: bool = False,
     ) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
@@ -78,6 +79,7 @@ class RunError(TriageError):
         self.http_status = http_status
         self.retry_after_s = retry_after_s
         self.attempts = attempts
+        self.rate_limited = rate_limited  # turned away by the server's or the model's rate limit
 
     @property
     def retryable(self) -> bool:

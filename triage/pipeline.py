@@ -19,9 +19,9 @@ from triage.message import Email, Unparseable, parse_email
 from triage.prompt import PromptRenderer
 from triage.routing import Router, apply_mailbox_actions, initial_status, may_act, planned, would_do
 from triage.rules import first_match
-from triage.runs import Runs, build_request
+from triage.runs import RunRef, Runs, build_request, run_is_over
 from triage.sources import RawMessage, Source
-from triage.store import Claim, Outcome, Store, routing_log, thread_registry
+from triage.store import Claim, Claimed, Outcome, Store, routing_log, thread_registry
 from triage.store.routing_log import RoutingJob
 from triage.store.thread_registry import ThreadAssignment
 from triage.threads import ThreadCandidate, thread_id_for
@@ -86,6 +86,8 @@ class Pipeline:
             else None
         )
         self._in_flight = InFlight()
+        # Runs whose outcome is recorded but maybe not committed yet: their threads go once it is.
+        self._to_release: list[tuple[int, RunRef]] = []
 
     @property
     def only_records(self) -> bool:
@@ -150,13 +152,17 @@ class Pipeline:
         claimed = self.store.claim(raw, prepared.email, claim)
         if claimed is None:
             return Triaged(raw, prepared.email.subject, None)
-        outcome = prepared.without_run or await self.run(prepared)
+        outcome = prepared.without_run or await self.run(prepared, claimed)
         status = initial_status(self.routing, outcome, mailbox_actions=self.mailbox_actions)
         if not self.store.record(
             claimed, outcome, thread=_assignment(prepared, outcome), routing_status=status
         ):
             log.warning("uid %d: taken over by another process while its run was made", raw.uid)
             return Triaged(raw, prepared.email.subject, None)
+        if outcome.status != "error" and outcome.run_thread_id and outcome.run_id:
+            self._to_release.append((claimed.decision_pk, RunRef(outcome.run_thread_id, outcome.run_id)))
+            if not self.store.batching:
+                await self.release_runs()
         routing = await self._route(raw, outcome, status)
         plan = tuple(self.plan_for(raw, outcome)) if self.dry_run else ()
         return Triaged(raw, prepared.email.subject, outcome, routing=routing, planned=plan)
@@ -197,13 +203,36 @@ class Pipeline:
         if actions is not None and source.can_act:
             apply_mailbox_actions(self.store, source, job, actions)
 
-    async def run(self, prepared: Prepared) -> Outcome:
-        """Ask the assistant; a failed run is an error outcome, never an exception."""
+    async def run(self, prepared: Prepared, claimed: Claimed | None = None) -> Outcome:
+        """Ask the assistant; a failed run is an error outcome, never an exception.
+
+        For a claimed message, the run is recorded as soon as the server acknowledges it, and a run
+        an earlier claim started (by a process that died, or a pass whose wait failed) is joined,
+        not started again.
+        """
         assert self.runs is not None
+        store = self.store
+        known = RunRef(*claimed.known_run) if claimed is not None and claimed.known_run else None
+        alive: list[RunRef | None] = [known]
+
+        def on_started(ref: RunRef) -> None:
+            alive.append(ref)
+            if store is not None and claimed is not None:
+                store.note_run(claimed, ref.thread_id, ref.run_id)
+
+        durable = on_started if claimed is not None else None
         try:
-            result = await self.runs.wait(prepared.request)
+            result = await self.runs.run(prepared.request, known=known, on_started=durable)
         except RunError as error:
-            return Outcome("error", error_kind=error.kind, error_text=error.detail, attempts=error.attempts)
+            joinable = None if run_is_over(error) else alive[-1]  # the next pass joins it
+            return Outcome(
+                "error",
+                run_id=joinable.run_id if joinable else None,
+                run_thread_id=joinable.thread_id if joinable else None,
+                error_kind=error.kind,
+                error_text=error.detail,
+                attempts=error.attempts,
+            )
         decision = parse_decision(result.state, {c.id for c in prepared.candidates})
         return Outcome(
             decision.status,
@@ -215,9 +244,29 @@ class Pipeline:
             decision.problem,
             result.state,
             result.run_id,
+            result.ref.thread_id if result.ref else None,
             attempts=result.attempts,
             latency_ms=result.latency_ms,
         )
+
+    async def release_runs(self) -> None:
+        """Delete the server threads of runs whose outcome is committed (see RunsClient.release).
+
+        Call after the store's batch commits; outside a batch, records commit at once and this
+        runs after each. A thread whose deletion fails stays noted and is tried again later.
+        """
+        if not self._to_release or self.runs is None or self.store is None:
+            return
+        due, self._to_release = self._to_release, []
+        released = set(await self.runs.release([ref for _, ref in due]))
+        self.store.runs_released([pk for pk, ref in due if ref in released])
+
+    async def release_leftover_runs(self) -> None:
+        """Threads a crash left between a recorded outcome and their deletion."""
+        if self.runs is None or self.store is None:
+            return
+        self._to_release += [(pk, RunRef(thread, run)) for pk, thread, run in self.store.unreleased_runs()]
+        await self.release_runs()
 
 
 class InFlight:

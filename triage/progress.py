@@ -17,6 +17,7 @@ class Progress:
         self.interval_s = interval_s
         self.total = 0
         self.done = 0
+        self.concurrency: int | None = None  # runs allowed in flight now, where that adapts
         self._started = time.monotonic()
         self._last_line = self._started
         self._bar: tqdm | None = (  # type: ignore[type-arg]
@@ -29,11 +30,15 @@ class Progress:
             self._bar.total = total
             self._bar.refresh()
 
-    def advance(self) -> None:
+    def advance(self, concurrency: int | None = None) -> None:
         self.done += 1
         if self._bar is not None:
+            if concurrency != self.concurrency:
+                self._bar.set_postfix_str(f"concurrency {concurrency}", refresh=False)
+            self.concurrency = concurrency
             self._bar.update(1)
             return
+        self.concurrency = concurrency
         now = time.monotonic()
         if now - self._last_line >= self.interval_s:
             self._last_line = now
@@ -53,4 +58,5 @@ class Progress:
     def _line(self, now: float) -> str:
         rate = self.done / max(now - self._started, 1e-9)
         eta = f", ETA {(self.total - self.done) / rate:.0f} s" if rate > 0 and self.total else ""
-        return f"{self.label}: {self.done}/{self.total} messages, {rate:.1f} msg/s{eta}"
+        now_running = f", concurrency {self.concurrency}" if self.concurrency is not None else ""
+        return f"{self.label}: {self.done}/{self.total} messages, {rate:.1f} msg/s{eta}{now_running}"

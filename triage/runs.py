@@ -9,20 +9,22 @@ deadline instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import json
+import logging
+import os
+import re
+import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import httpcore
 import httpx
 
 from triage import __version__
-from triage.asyncio_streams import AsyncioBackend
+from triage.adaptive_limit import AdaptiveLimit
 from triage.clock import backoff_s, utc_now
 from triage.errors import ConfigError, RunError, TriageError
 from triage.hosts import is_loopback_host
@@ -30,15 +32,26 @@ from triage.hosts import is_loopback_host
 if TYPE_CHECKING:  # at run time this module never loads the settings (see RunsSettings)
     from triage.config import LangGraphSettings
 
+log = logging.getLogger("triage.runs")
+
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _BACKOFF_BASE_S = 0.5  # the first retry's wait, doubling up to backoff_cap_s
 _KEEPALIVE_S = 4.0  # an idle connection is closed after this long: before uvicorn closes it, at 5 s
-_BACKEND = AsyncioBackend()
-_USER_AGENT = f"triage/{__version__}".encode()
-_TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol)
+_SPARE_CONNECTIONS = 4  # beyond the runs: thread deletions and the routing's API calls
+_USER_AGENT = f"triage/{__version__}"
 # A final state is a few levels deep; anything deeper is hostile or broken, and deep values make
 # the store's JSON encoder recurse.
 MAX_JSON_DEPTH = 64
+# How a model provider's rate limit reads when it surfaces as a graph error in a 200.
+_RATE_LIMITED = re.compile(r"rate.?limit|too many requests|\b429\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRef:
+    """A run the server acknowledged: it can be joined for its result until its thread is deleted."""
+
+    thread_id: str
+    run_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,11 @@ class RunResult:
     run_id: str | None
     attempts: int
     latency_ms: int
+    ref: RunRef | None = None
+
+
+# Called (synchronously, before the result is awaited) with each run the server acknowledges.
+OnStarted = Callable[[RunRef], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +81,11 @@ class RunsSettings:
     max_concurrency: int
     max_attempts: int
     backoff_cap_s: float
+    mode: Literal["wait", "background"] = "wait"
+    on_completion: Literal["delete", "keep"] = "delete"
+    min_concurrency: int = 1
+    rate_limit_retries: int = 10
+    ca_file: str | None = None
 
     @classmethod
     def of(cls, settings: LangGraphSettings, *, max_concurrency: int | None = None) -> RunsSettings:
@@ -75,17 +98,29 @@ class RunsSettings:
             max_concurrency=max_concurrency or settings.max_concurrency,
             max_attempts=settings.max_attempts,
             backoff_cap_s=settings.backoff_cap_s,
+            mode=settings.mode,
+            on_completion=settings.on_completion,
+            min_concurrency=settings.min_concurrency,
+            rate_limit_retries=settings.rate_limit_retries,
+            ca_file=str(settings.ca_file) if settings.ca_file is not None else None,
         )
 
 
 class Runs(Protocol):
     """Calls to the LangGraph server: a RunsClient, or a RunsWorker making them in a child process."""
 
-    async def wait(self, body: dict[str, Any]) -> RunResult: ...
+    async def run(
+        self, body: dict[str, Any], *, known: RunRef | None = None, on_started: OnStarted | None = None
+    ) -> RunResult: ...
+
+    async def release(self, refs: list[RunRef]) -> list[RunRef]: ...
 
     async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any: ...
 
     async def check_reachable(self) -> None: ...
+
+    @property
+    def concurrency(self) -> int: ...
 
 
 def build_request(
@@ -106,107 +141,175 @@ def build_request(
 
 
 class RunsClient:
-    """Connections to one LangGraph server; retries with exponential backoff and jitter.
+    """httpx's AsyncClient to one LangGraph server: runs with retries, backoff and an adaptive limit.
 
-    Requests go through httpcore, httpx's own transport, on asyncio streams (triage.asyncio_streams):
-    httpx's client and anyio's streams above it cost three times the CPU a run. Each connection is
-    its own pool of one, lent to one request at a time: a pool of many connections costs several
-    times more CPU per request than one of a single connection, as it scans all of them for each.
+    Proxies (`HTTPS_PROXY`, `NO_PROXY`...), `.netrc` and `SSL_CERT_FILE` come from the environment,
+    as httpx reads them. Redirects are never followed: a run server that redirects is misconfigured,
+    and the API key must not follow it elsewhere.
+
+    A run whose caller records it (`on_started`) is made joinable: it is sent with `on_completion:
+    "keep"`, the server's acknowledgement (its run and thread ids) is handed to the caller before
+    the result is awaited, and a run acknowledged once is joined, never sent again, by a retry or
+    by the next process (`known`). Its thread is the caller's to `release` once the result is safe.
     """
 
     def __init__(self, settings: RunsSettings) -> None:
         self.settings = settings
-        self._base = httpx.URL(settings.url)
-        self._headers = [(b"accept", b"application/json"), (b"user-agent", _USER_AGENT)]
+        self.limit = AdaptiveLimit(settings.min_concurrency, settings.max_concurrency)
+        headers = {"accept": "application/json", "user-agent": _USER_AGENT}
         if settings.api_key is not None:
-            self._headers.append((b"x-api-key", settings.api_key.encode()))
-        self._json_headers = [*self._headers, (b"content-type", b"application/json")]
-        self._timeouts = {"connect": min(settings.timeout_s, 10.0)}
-        self._tls = httpx.create_ssl_context()  # shared: loading the CA bundle is slow
-        self._idle: list[httpcore.AsyncConnectionPool] = []
-        self._opened: list[httpcore.AsyncConnectionPool] = []
-        self._free = asyncio.Semaphore(settings.max_concurrency)
-        self._wait_url = self._url("/runs/wait")
+            headers["x-api-key"] = settings.api_key
+        connections = settings.max_concurrency + _SPARE_CONNECTIONS
+        self._client = httpx.AsyncClient(
+            base_url=settings.url,
+            headers=headers,
+            # Per-read timeouts never fire on a slow run (it sends a newline every few seconds):
+            # each call has a total deadline of its own instead (see _request).
+            timeout=httpx.Timeout(None, connect=min(settings.timeout_s, 10.0)),
+            limits=httpx.Limits(
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=_KEEPALIVE_S,
+            ),
+            verify=_tls(settings.ca_file),
+            follow_redirects=False,
+            trust_env=True,
+        )
 
     async def __aenter__(self) -> RunsClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        for pool in self._opened:
-            await pool.aclose()
+        await self._client.aclose()
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[httpcore.AsyncConnectionPool]:
-        """A connection, opened when none is idle; at most max_concurrency of them."""
-        async with self._free:
-            pool = self._idle.pop() if self._idle else self._open()
-            try:
-                yield pool
-            finally:
-                self._idle.append(pool)
-
-    def _open(self) -> httpcore.AsyncConnectionPool:
-        pool = httpcore.AsyncConnectionPool(
-            ssl_context=self._tls,
-            max_connections=1,
-            keepalive_expiry=_KEEPALIVE_S,
-            network_backend=_BACKEND,
-        )
-        self._opened.append(pool)
-        return pool
-
-    def _url(self, path: str) -> httpcore.URL:
-        base = self._base
-        target = base.raw_path.rstrip(b"/") + path.encode()
-        return httpcore.URL(scheme=base.raw_scheme, host=base.raw_host, port=base.port, target=target)
+    @property
+    def concurrency(self) -> int:
+        return self.limit.limit
 
     async def check_reachable(self) -> None:
         """Fail fast, in one line, when the run server cannot be reached at all."""
+        connect_s = min(self.settings.timeout_s, 10.0)
         try:
-            async with self._connection() as pool, asyncio.timeout(self._timeouts["connect"]):
-                await pool.request("GET", self._url("/ok"), headers=self._headers)
-        except (TimeoutError, httpcore.TimeoutException):
+            async with asyncio.timeout(connect_s):
+                await self._client.get("/ok")
+        except (TimeoutError, httpx.TimeoutException):
             raise TriageError(
-                f"cannot reach the LangGraph server at {self.settings.url}: no answer"
-                f" within {self._timeouts['connect']:g} s"
+                f"cannot reach the LangGraph server at {self.settings.url}: no answer within {connect_s:g} s"
             ) from None
-        except _TRANSPORT_ERRORS as exc:
+        except httpx.TransportError as exc:
             raise TriageError(
                 f"cannot reach the LangGraph server at {self.settings.url}: {_short(exc)}"
             ) from None
 
-    async def wait(self, body: dict[str, Any]) -> RunResult:
-        """A stateless run to completion; RunError once retries are spent or the error is final."""
+    async def run(
+        self, body: dict[str, Any], *, known: RunRef | None = None, on_started: OnStarted | None = None
+    ) -> RunResult:
+        """A stateless run to completion (joined, if `known`); RunError once retries are spent or
+        the error is final. A rate-limited run is retried up to rate_limit_retries times besides."""
+        if on_started is not None:
+            body = {**body, "on_completion": "keep"}
+        content = _encoded(body)
         started = time.monotonic()
-        (state, headers), attempts = await self._with_retries("POST", self._wait_url, body)
-        if not isinstance(state, dict):
-            raise RunError("bad-body", "the final state is not a JSON object", attempts=attempts)
-        if isinstance(error := state.get("__error__"), dict):
-            detail = f"{error.get('error')}: {error.get('message')}"
-            raise RunError("graph-error", detail, attempts=attempts)
-        if "decision" not in state and not _ends_with_ai_message(state):
-            detail = "the final state has no AI message (server-side timeout?)"
-            raise RunError("no-answer", detail, attempts=attempts)
-        latency_ms = int((time.monotonic() - started) * 1000)
-        return RunResult(state, _run_id(headers.get("content-location")), attempts, latency_ms)
+        ref, attempts, failures, throttled = known, 0, 0, 0
+        while True:
+            attempts += 1
+            acknowledged: list[RunRef] = []
+            async with self.limit.slot() as slot_started:
+                try:
+                    state = await self._once(content, ref, on_started, acknowledged)
+                    ref = acknowledged[-1] if acknowledged else ref
+                    checked = _final_state(state)
+                except RunError as error:
+                    failed = error
+                    ref = acknowledged[-1] if acknowledged else ref
+                else:
+                    self.limit.succeeded()
+                    latency_ms = int((time.monotonic() - started) * 1000)
+                    return RunResult(checked, ref.run_id if ref else None, attempts, latency_ms, ref)
+            failed.attempts = attempts
+            if ref is not None and _unknown_run(failed):  # the server forgot it: run it anew
+                log.info("run %s is unknown to the server; starting it again", ref.run_id)
+                ref = None
+                continue
+            if ref is not None and run_is_over(failed):
+                await self._discard(ref, on_started)
+                ref = None
+            if failed.rate_limited:
+                before = self.limit.limit
+                self.limit.rejected(slot_started, failed.retry_after_s)
+                if self.limit.limit != before:
+                    log.warning(
+                        "rate limited (%s): runs in flight %d -> %d", failed, before, self.limit.limit
+                    )
+                throttled += 1
+                if throttled > self.settings.rate_limit_retries:
+                    raise failed
+            else:
+                failures += 1
+                if not failed.retryable or failures >= self.settings.max_attempts:
+                    raise failed
+            await asyncio.sleep(self._backoff_s(failures + throttled, failed.retry_after_s))
+
+    async def _once(
+        self, content: bytes, ref: RunRef | None, on_started: OnStarted | None, acknowledged: list[RunRef]
+    ) -> Any:
+        """One attempt, under one deadline: join a known run, or start one and await its result.
+        A run the server acknowledges is added to `acknowledged` at once, whatever happens next."""
+
+        def started(new: RunRef) -> None:
+            acknowledged.append(new)
+            if on_started is not None:
+                on_started(new)
+
+        if ref is not None:
+            state, _ = await self._request("GET", _join_path(ref))
+            return state
+        if self.settings.mode == "background":
+            created, _ = await self._request("POST", "/runs", content)
+            ref = _created_ref(created)
+            started(ref)
+            state, _ = await self._request("GET", _join_path(ref))
+            return state
+
+        def on_headers(headers: httpx.Headers) -> None:
+            if (new := _ref_of(headers.get("content-location"))) is not None:
+                started(new)
+
+        state, _ = await self._request("POST", "/runs/wait", content, on_headers=on_headers)
+        return state
+
+    async def _discard(self, ref: RunRef, on_started: OnStarted | None) -> None:
+        """A finished run that gave no decision: its kept thread goes now (a new run replaces it)."""
+        if on_started is not None:
+            await self.release([ref])
+
+    async def release(self, refs: list[RunRef]) -> list[RunRef]:
+        """Delete the threads kept for these runs, unless the configuration keeps them; those done
+        (or already gone) come back. A thread that cannot be deleted now is left for a later call."""
+        if self.settings.on_completion == "keep":
+            return list(refs)
+
+        async def delete(ref: RunRef) -> RunRef | None:
+            try:
+                await self._request("DELETE", f"/threads/{ref.thread_id}")
+            except RunError as error:
+                if error.http_status != 404:
+                    log.debug("thread %s not deleted yet: %s", ref.thread_id, error)
+                    return None
+            return ref
+
+        done = await asyncio.gather(*(delete(ref) for ref in refs))
+        return [ref for ref in done if ref is not None]
 
     async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Any other LangGraph API call (threads, runs on threads), with the same retries."""
-        (value, _), _ = await self._with_retries(method, self._url(path), body)
-        return value
-
-    async def _with_retries(
-        self, method: str, url: httpcore.URL, body: dict[str, Any] | None
-    ) -> tuple[tuple[Any, dict[str, str]], int]:
-        try:
-            content = None if body is None else _json_bytes(body)
-        except (TypeError, ValueError) as exc:  # never sent, so never retried
-            raise RunError("bad-request", f"the request cannot be sent as JSON: {exc}", attempts=1) from None
+        content = None if body is None else _encoded(body)
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._attempt(method, url, content), attempt
+                value, _ = await self._request(method, path, content)
+                return value
             except RunError as error:
                 error.attempts = attempt
                 if not error.retryable or attempt >= self.settings.max_attempts:
@@ -219,27 +322,85 @@ class RunsClient:
             return min(retry_after_s, cap)
         return backoff_s(attempt, _BACKOFF_BASE_S, cap)
 
-    async def _attempt(
-        self, method: str, url: httpcore.URL, content: bytes | None
-    ) -> tuple[Any, dict[str, str]]:
-        headers = self._headers if content is None else self._json_headers
-        extensions = {"timeout": self._timeouts}
-        # The deadline starts once a connection is free: time queued for one is not the server's.
-        async with self._connection() as pool:
-            try:
-                async with asyncio.timeout(self.settings.timeout_s):
-                    async with pool.stream(
-                        method, url, headers=headers, content=content, extensions=extensions
-                    ) as response:
-                        got = _headers(response)
-                        body = await _read_bounded(response, got.get("content-length", ""))
-                        return _answer(response.status, got, body)
-            except TimeoutError:
-                raise RunError("timeout", f"no answer within {self.settings.timeout_s:g} s") from None
-            except httpcore.TimeoutException as exc:
-                raise RunError("timeout", _short(exc)) from None
-            except _TRANSPORT_ERRORS as exc:
-                raise RunError("connect", _short(exc)) from None
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None = None,
+        *,
+        on_headers: Callable[[httpx.Headers], None] | None = None,
+    ) -> tuple[Any, httpx.Headers]:
+        """One request under the total deadline, its body read to at most MAX_RESPONSE_BYTES."""
+        headers = {"content-type": "application/json"} if content is not None else None
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                async with self._client.stream(method, path, content=content, headers=headers) as response:
+                    if on_headers is not None and response.is_success:
+                        on_headers(response.headers)
+                    body = await _read_bounded(response)
+                    return _answer(response.status_code, response.headers, body), response.headers
+        except TimeoutError:
+            raise RunError("timeout", f"no answer within {self.settings.timeout_s:g} s") from None
+        except httpx.TimeoutException as exc:
+            raise RunError("timeout", _short(exc)) from None
+        except httpx.TransportError as exc:
+            raise RunError("connect", _short(exc)) from None
+
+
+def _tls(ca_file: str | None) -> ssl.SSLContext | bool:
+    """The CA bundle of `langgraph.ca_file`; else httpx's own (certifi, or `SSL_CERT_FILE`)."""
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"langgraph.ca_file {ca_file}: {exc}") from None
+
+
+def _encoded(body: dict[str, Any]) -> bytes:
+    try:
+        return _json_bytes(body)
+    except (TypeError, ValueError) as exc:  # never sent, so never retried
+        raise RunError("bad-request", f"the request cannot be sent as JSON: {exc}", attempts=1) from None
+
+
+def _final_state(state: Any) -> dict[str, Any]:
+    """The state of a run that answered; RunError where it holds no answer to decide from."""
+    if not isinstance(state, dict):
+        raise RunError("bad-body", "the final state is not a JSON object")
+    if isinstance(error := state.get("__error__"), dict):
+        detail = f"{error.get('error')}: {error.get('message')}"
+        raise RunError("graph-error", detail, rate_limited=bool(_RATE_LIMITED.search(detail)))
+    if "decision" not in state and not _ends_with_ai_message(state):
+        raise RunError("no-answer", "the final state has no AI message (server-side timeout?)")
+    return state
+
+
+def run_is_over(error: RunError) -> bool:
+    """Whether the run itself ended (so a retry needs a new one), rather than our wait for it."""
+    return error.kind in ("graph-error", "no-answer", "bad-body")
+
+
+def _unknown_run(error: RunError) -> bool:
+    """A join the server cannot answer: its run or thread is gone (deleted, or lost in a crash of
+    the server). LangGraph says so in a 200 whose error is an HTTPException 404."""
+    return error.http_status == 404 or (
+        error.kind == "graph-error" and error.detail.startswith("HTTPException: 404")
+    )
+
+
+def _join_path(ref: RunRef) -> str:
+    return f"/threads/{ref.thread_id}/runs/{ref.run_id}/join"
+
+
+def _created_ref(created: Any) -> RunRef:
+    if isinstance(created, dict) and isinstance(created.get("run_id"), str):
+        thread_id = created.get("thread_id")
+        if isinstance(thread_id, str):
+            return RunRef(thread_id, created["run_id"])
+    raise RunError(
+        "bad-body", f"POST /runs did not answer with a run and thread id: {_excerpt(str(created).encode())}"
+    )
 
 
 def _json_bytes(body: dict[str, Any]) -> bytes:
@@ -247,20 +408,18 @@ def _json_bytes(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _headers(response: httpcore.Response) -> dict[str, str]:
-    """Response headers by lower-case name (a repeated header: its last value)."""
-    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
-
-
-def _answer(status: int, headers: dict[str, str], content: bytes) -> tuple[Any, dict[str, str]]:
+def _answer(status: int, headers: httpx.Headers, content: bytes) -> Any:
     if not 200 <= status < 300:
         raise RunError(
             "http",
             f"HTTP {status}: {_http_detail(status, headers, content)}",
             http_status=status,
             retry_after_s=_retry_after_s(headers.get("retry-after")),
+            rate_limited=status in (429, 503),
         )
-    return decode_body(content, headers.get("content-type", "")), headers
+    if status == 204 or not content:
+        return None
+    return decode_body(content, headers.get("content-type", ""))
 
 
 def check_transport(settings: LangGraphSettings) -> None:
@@ -310,7 +469,7 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def _http_detail(status: int, headers: dict[str, str], content: bytes) -> str:
+def _http_detail(status: int, headers: httpx.Headers, content: bytes) -> str:
     """A redirect names where it pointed (it is never followed); anything else, its body."""
     if httpx.codes.is_redirect(status):
         location = headers.get("location", "(no location)")
@@ -318,12 +477,13 @@ def _http_detail(status: int, headers: dict[str, str], content: bytes) -> str:
     return _excerpt(content)
 
 
-async def _read_bounded(response: httpcore.Response, declared: str) -> bytes:
+async def _read_bounded(response: httpx.Response) -> bytes:
+    declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
         raise RunError("bad-body", f"response of {int(declared)} bytes, over {MAX_RESPONSE_BYTES}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_stream():
+    async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise RunError("bad-body", f"response larger than {MAX_RESPONSE_BYTES} bytes")
@@ -339,11 +499,10 @@ def _ends_with_ai_message(state: dict[str, Any]) -> bool:
     return isinstance(last, dict) and last.get("type") in ("ai", "AIMessageChunk")
 
 
-def _run_id(content_location: str | None) -> str | None:
-    # content-location: /threads/{thread_id}/runs/{run_id}
-    if not content_location or "/runs/" not in content_location:
-        return None
-    return content_location.rsplit("/runs/", 1)[1] or None
+def _ref_of(content_location: str | None) -> RunRef | None:
+    """The run named by `content-location: /threads/{thread_id}/runs/{run_id}`."""
+    match = re.fullmatch(r".*/threads/([^/]+)/runs/([^/]+)", content_location or "")
+    return RunRef(match[1], match[2]) if match else None
 
 
 def _retry_after_s(value: str | None) -> float | None:
@@ -369,4 +528,19 @@ def _excerpt(content: bytes, limit: int = 160) -> str:
 
 
 def _short(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """The exception's kind and what the socket said (`ConnectError: Connection refused`)."""
+    text = str(exc)
+    cause: BaseException | None = exc
+    while cause is not None:  # httpx wraps the socket's own error a few levels down
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            text = f"certificate verify failed: {cause.verify_message}"
+            break
+        if isinstance(cause, ssl.SSLError):
+            text = cause.reason or str(cause)
+            break
+        if isinstance(cause, OSError) and isinstance(cause.errno, int):
+            text = os.strerror(cause.errno) if cause.errno > 0 else str(cause.strerror)
+            break
+        cause = cause.__cause__ or cause.__context__
+    text = re.sub(r"^\[Errno -?\d+\] ", "", text)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -3,7 +3,9 @@
 A backfill against a fast server is CPU-bound on one core: with its runs made in its own process it
 went 0.77 times as fast. `RunsWorker` stands in for a `RunsClient`: each call goes down the child's
 stdin as a pickled frame; the child makes it on its own RunsClient (its own event loop, retries and
-deadlines) and answers on a pipe of its own, tagged with the call's number. Both ends are this
+deadlines) and answers on a pipe of its own, tagged with the call's number. A run the server
+acknowledges is told to the parent at once, in a frame of its own, so the parent records it before
+the result comes; every frame carries the child's current concurrency limit. Both ends are this
 package, so pickle is safe. The settings, API key included, travel the same way, never on a command
 line.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pickle
 import signal
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from triage.errors import ErrorKind, RunError, TriageError
-from triage.runs import RunResult, RunsClient, RunsSettings
+from triage.runs import OnStarted, RunRef, RunResult, RunsClient, RunsSettings
 
 _LENGTH = struct.Struct("!I")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -58,12 +61,15 @@ class _Child:
     process: asyncio.subprocess.Process
     calls: asyncio.StreamWriter
     pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
+    on_started: dict[int, OnStarted] = field(default_factory=dict)
+    concurrency: int = 0
     gone: bool = False
     reader: asyncio.Task[None] | None = None
 
 
 class RunsWorker:
-    """The RunsClient calls of a backfill (`wait`, `api`, `check_reachable`), made in a child process."""
+    """The RunsClient calls of a backfill (`run`, `release`, `api`, `check_reachable`), made in a
+    child process."""
 
     def __init__(self, settings: RunsSettings) -> None:
         self.settings = settings
@@ -82,9 +88,22 @@ class RunsWorker:
         if self._child is not None:
             await _stop(self._child)
 
-    async def wait(self, body: dict[str, Any]) -> RunResult:
-        result: RunResult = await self._call("wait", body)
+    @property
+    def concurrency(self) -> int:
+        """The child's concurrency limit, as its last frame said."""
+        return self._child.concurrency if self._child is not None else 0
+
+    async def run(
+        self, body: dict[str, Any], *, known: RunRef | None = None, on_started: OnStarted | None = None
+    ) -> RunResult:
+        result: RunResult = await self._call(
+            "run", body, known, on_started is not None, on_started=on_started
+        )
         return result
+
+    async def release(self, refs: list[RunRef]) -> list[RunRef]:
+        released: list[RunRef] = await self._call("release", refs)
+        return released
 
     async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         return await self._call("api", method, path, body)
@@ -95,12 +114,14 @@ class RunsWorker:
         except RunError as error:  # the worker itself failed: still one line, not a traceback
             raise TriageError(f"cannot reach the LangGraph server at {self.settings.url}: {error}") from None
 
-    async def _call(self, name: str, *args: Any) -> Any:
+    async def _call(self, name: str, *args: Any, on_started: OnStarted | None = None) -> Any:
         child = await self._running_child()
         self._calls += 1
         call = self._calls
         answer = asyncio.get_running_loop().create_future()
         child.pending[call] = answer
+        if on_started is not None:
+            child.on_started[call] = on_started
         try:
             child.calls.write(_frame((call, name, args)))
             async with asyncio.timeout(self._answer_within_s):
@@ -110,6 +131,7 @@ class RunsWorker:
             raise RunError("timeout", detail) from None
         finally:
             child.pending.pop(call, None)
+            child.on_started.pop(call, None)
 
     async def _running_child(self) -> _Child:
         async with self._starting:
@@ -146,10 +168,14 @@ class RunsWorker:
 async def _read_answers(child: _Child, answers: asyncio.StreamReader) -> None:
     try:
         while True:
-            call, ok, value = await _read_frame(answers)
+            call, kind, value, child.concurrency = await _read_frame(answers)
+            if kind == "started":
+                if (on_started := child.on_started.get(call)) is not None:
+                    on_started(value)
+                continue
             answer = child.pending.get(call)
             if answer is not None and not answer.done():
-                if ok:
+                if kind == "ok":
                     answer.set_result(value)
                 else:
                     answer.set_exception(_raised(value))
@@ -205,15 +231,27 @@ async def _serve(answers_fd: int) -> None:
 
     async with RunsClient(settings) as runs:
 
+        def tell(call: int, kind: str, value: Any) -> None:
+            answers.write(_frame((call, kind, value, runs.concurrency)))
+
+        async def make(call: int, name: str, args: tuple[Any, ...]) -> Any:
+            if name != "run":
+                return await getattr(runs, name)(*args)
+            body, known, told = args
+            on_started = (lambda ref: tell(call, "started", ref)) if told else None
+            return await runs.run(body, known=known, on_started=on_started)
+
         async def answer(call: int, name: str, args: tuple[Any, ...]) -> None:
             try:
-                reply = (call, True, await getattr(runs, name)(*args))
+                tell(call, "ok", await make(call, name, args))
             except (RunError, TriageError) as error:
-                reply = (call, False, _failure(error))
+                tell(call, "failed", _failure(error))
             except Exception as error:  # a bug: said at once, not left for the parent to wait out
-                failed = TriageError(f"the run worker failed: {type(error).__name__}: {error}")
-                reply = (call, False, _failure(failed))
-            answers.write(_frame(reply))
+                tell(
+                    call,
+                    "failed",
+                    _failure(TriageError(f"the run worker failed: {type(error).__name__}: {error}")),
+                )
 
         with contextlib.suppress(asyncio.IncompleteReadError):  # stdin closed: the parent is done
             while True:
@@ -228,4 +266,7 @@ async def _serve(answers_fd: int) -> None:
 if __name__ == "__main__":
     # Ctrl-C reaches the whole process group; the parent decides when this child stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # What the client would log (a rate limit's cuts), the parent shows: its progress carries the
+    # concurrency of every answer. Only a failure of the child itself is worth its own stderr line.
+    logging.getLogger("triage").setLevel(logging.ERROR)
     asyncio.run(_serve(int(sys.argv[1])))

@@ -93,6 +93,7 @@ class Daemon:
             pipeline = Pipeline(
                 self.settings, renderer, runs, store, mailbox_actions=True, dry_run=self.dry_run
             )
+            await pipeline.release_leftover_runs()
             semaphore = asyncio.Semaphore(self.settings.langgraph.max_concurrency)
             bridge = LoopBridge(loop, pipeline, semaphore, self.stop, self._inflight)
             watchers = [MailboxWatcher(self.settings, t, store, bridge, self.stop) for t in self.targets]

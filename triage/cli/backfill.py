@@ -116,7 +116,7 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
     progress = Progress("backfill")
     heartbeat = {"heartbeat_s": settings.watch.heartbeat_s, "lease_s": settings.watch.lease_s}
     try:
-        # The connection pool follows --concurrency, or runs would queue for connections.
+        # --concurrency is the ceiling of the runs in flight (and of the connection pool).
         pooled = RunsSettings.of(settings.langgraph, max_concurrency=plan.concurrency)
         with processes.registered(store, "backfill", **heartbeat):
             async with RunsWorker(pooled) as runs:
@@ -124,7 +124,7 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
                 pipeline = Pipeline(settings, renderer, runs, store, mailbox_actions=mailbox_actions)
 
                 def on_triaged(triaged: Triaged) -> None:
-                    progress.advance()
+                    progress.advance(runs.concurrency)
                     if not quiet:
                         progress.print(triaged_line(triaged))
 

@@ -47,6 +47,7 @@ _OUTCOME_FIELDS = (
     "problem",
     "raw_response",
     "run_id",
+    "run_thread_id",
     "error_kind",
     "error_text",
     "latency_ms",
@@ -55,7 +56,7 @@ _OUTCOME_FIELDS = (
 # What a decision carried over to a message's new identity keeps of the original (its routing
 # too: the thread and run it led to exist already).
 _CARRIED_FIELDS = (
-    *(name for name in _OUTCOME_FIELDS if name != "decided_by"),
+    *(name for name in _OUTCOME_FIELDS if name not in ("decided_by", "run_thread_id")),
     *("assistant_id", "template_hash", "prompt", "request_metadata"),
     *("routing_status", "routing_thread_id", "routing_run_id", "routing_actions", "routing_error"),
 )
@@ -83,10 +84,20 @@ _RECORD_OUTCOME = (
     .where(_DECISIONS.c.id == bindparam("decision_pk"), _DECISIONS.c.claimed_by == bindparam("owner"))
     .values(attempts=_DECISIONS.c.attempts + bindparam("added_attempts"))
 )
+_NOTE_RUN = (
+    update(_DECISIONS)
+    .where(_DECISIONS.c.id == bindparam("decision_pk"), _DECISIONS.c.claimed_by == bindparam("owner"))
+    .values(run_thread_id=bindparam("thread"), run_id=bindparam("run"))
+)
+_FORGET_RUN_THREADS = (
+    update(_DECISIONS).where(_DECISIONS.c.id.in_(bindparam("pks", expanding=True))).values(run_thread_id=None)
+)
 _OTHER_PROCESSES = LIVE_OWNERS.where(LIVE_OWNERS.selected_columns[0] != bindparam("owner")).limit(1)
 _BATCH_MOST = 128  # writes (two or three a message) before a batch commits on its own
 _MESSAGE_AND_DECISION = (
-    select(_MESSAGES.c.id, _DECISIONS.c.id, _DECISIONS.c.status)
+    select(
+        _MESSAGES.c.id, _DECISIONS.c.id, _DECISIONS.c.status, _DECISIONS.c.run_id, _DECISIONS.c.run_thread_id
+    )
     .outerjoin(_DECISIONS, _DECISIONS.c.message_pk == _MESSAGES.c.id)
     .where(*(_MESSAGES.c[name] == bindparam(name) for name in ("account", "mailbox", "uidvalidity", "uid")))
 )
@@ -112,6 +123,7 @@ class Claimed:
     account: str
     mailbox: str
     fresh: bool  # the claim made the message's row: nothing refers to it yet
+    known_run: tuple[str, str] | None = None  # (thread id, run id) of a run an earlier claim started
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +139,7 @@ class Outcome:
     problem: str | None = None
     raw_response: dict[str, Any] | None = None
     run_id: str | None = None
+    run_thread_id: str | None = None  # the server thread holding the run, until it is released
     error_kind: str | None = None
     error_text: str | None = None
     attempts: int = 0
@@ -207,6 +220,11 @@ class Store:
             return connection.execute(_OTHER_PROCESSES, {"owner": self.owner}).first() is not None
 
     @property
+    def batching(self) -> bool:
+        """Whether a write made now waits for the batch's next commit to be durable."""
+        return self._open_batch is not None
+
+    @property
     def _open_batch(self) -> Connection | None:
         return None if self._batch_paused else self._batch
 
@@ -262,7 +280,7 @@ class Store:
             "updated_at": utc_now(),
         }
         with self._writing() as connection:
-            known_pk, decision_pk, status = _message_and_decision(connection, raw)
+            known_pk, decision_pk, status, run_id, run_thread_id = _message_and_decision(connection, raw)
             message_pk, made = write_message(connection, raw, email, known_pk)
             if decision_pk is None:
                 new = {"message_pk": message_pk, "attempts": 0, "created_at": utc_now(), **values}
@@ -277,7 +295,32 @@ class Store:
                 )
                 if not taken.rowcount:
                     return None
-            return Claimed(decision_pk, message_pk, raw.account, raw.mailbox, fresh=made)
+            known_run = (run_thread_id, run_id) if run_thread_id and run_id else None
+            return Claimed(decision_pk, message_pk, raw.account, raw.mailbox, made, known_run)
+
+    def note_run(self, claimed: Claimed, thread_id: str, run_id: str) -> None:
+        """The server acknowledged the claimed message's run: recorded before its result comes."""
+        with self._writing() as connection:
+            connection.execute(
+                _NOTE_RUN,
+                {"decision_pk": claimed.decision_pk, "owner": self.owner, "thread": thread_id, "run": run_id},
+            )
+
+    def runs_released(self, decision_pks: list[int]) -> None:
+        """These decisions' run threads are deleted (or kept by the configuration): forget them."""
+        if decision_pks:
+            with self._writing() as connection:
+                connection.execute(_FORGET_RUN_THREADS, {"pks": decision_pks})
+
+    def unreleased_runs(self, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """(decision id, thread id, run id) of decided messages whose run thread a crash left."""
+        query = (
+            select(_DECISIONS.c.id, _DECISIONS.c.run_thread_id, _DECISIONS.c.run_id)
+            .where(_DECISIONS.c.run_thread_id.is_not(None), _DECISIONS.c.status.in_(FINAL_STATUSES))
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [(pk, thread, run) for pk, thread, run in connection.execute(query)]
 
     def carry_over(self, raw: RawMessage, email: Email) -> Outcome | None:
         """The same mail already decided under an earlier UIDVALIDITY keeps that decision.
@@ -380,7 +423,7 @@ class Store:
         """Record bytes that are not mail at all; False if already recorded."""
         now = utc_now()
         with self._writing() as connection:
-            message_pk, decision_pk, _ = _message_and_decision(connection, raw)
+            message_pk, decision_pk, *_ = _message_and_decision(connection, raw)
             if decision_pk is not None:
                 return False
             recorded = {
@@ -402,7 +445,8 @@ class Store:
 
 def _message_and_decision(
     connection: Connection, raw: RawMessage
-) -> tuple[int | None, int | None, str | None]:
-    """The message's row id, and its decision's id and status (None where there is none yet)."""
+) -> tuple[int | None, int | None, str | None, str | None, str | None]:
+    """The message's row id, and its decision's id, status, run id and run thread id (None where
+    there is none yet)."""
     row = connection.execute(_MESSAGE_AND_DECISION, identity(raw)).first()
-    return (row[0], row[1], row[2]) if row is not None else (None, None, None)
+    return (row[0], row[1], row[2], row[3], row[4]) if row is not None else (None,) * 5

@@ -137,6 +137,9 @@ class DecisionRecord(Base):
     # The process (processes.id) holding the message's run, and its routing; added in 0010.
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     routing_claimed_by: Mapped[str | None] = mapped_column(String(100))
+    # The server thread holding the run (`run_id`), from its acknowledgement until triage released
+    # it: joinable while the decision is pending or an error; added in 0011.
+    run_thread_id: Mapped[str | None] = mapped_column(String(100), index=True)
 
 
 class Watcher(Base):
