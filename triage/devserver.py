@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ import httpx
 from triage.errors import TriageError
 
 _COLOURS = re.compile(r"\x1b\[[0-9;]*m")
+_THREAD_ID = re.compile(r"\bthread_id=([0-9a-f-]{36})")
 _CONFIG = Path(__file__).resolve().parent / "assistant" / "langgraph.json"
 _QUIET_ENV = {
     "LANGGRAPH_CLI_NO_ANALYTICS": "1",
@@ -125,11 +127,17 @@ class DevServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def runs_started(self, *, stateless: bool) -> int:
-        """How many runs the server has started: stateless ones (a temporary thread), or on threads."""
+        """How many runs the server has started (executed; a join starts none): stateless ones, or
+        runs on the threads routing starts. triage names those threads itself (uuid5, see
+        triage.threads); a stateless run's thread is one the server made for it. (The log's
+        `temporary` does not tell them apart: triage sends its stateless runs as `keep`.)"""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        text = _COLOURS.sub("", text)
-        wanted = f"temporary={stateless}"
-        return sum(1 for line in text.splitlines() if "Starting background run" in line and wanted in line)
+        started = [
+            match[1]
+            for line in _COLOURS.sub("", text).splitlines()
+            if "Starting background run" in line and (match := _THREAD_ID.search(line))
+        ]
+        return sum(1 for thread_id in started if (uuid.UUID(thread_id).version != 5) == stateless)
 
     def log_tail(self, lines: int = 5) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -7,18 +7,36 @@ answered normally, slowly, or with raw misbehaviour. It runs two ways:
   received is then in ``server.requests``, ``server.paths`` and ``server.headers``;
 - in a process of its own, for benchmarks (its own GIL, no recording):
   ``python -m tests.support.run_server --latency 0.1`` prints ``PORT n`` and serves until its stdin
-  closes; ``run_server_process()`` starts it and reads its counters from ``GET /_stats``.
+  closes; ``run_server_process()`` starts it and reads its counters from ``GET /_stats``. Its flags
+  (``--latency``, ``--seed``, ``--rate-limit``, ``--rate-limit-mode``, ``--heartbeat``) are the
+  constructor's options.
 
 Endpoints:
 
 - ``GET /ok``: the health check, always ``{"ok": true}``.
-- ``GET /_stats``: ``{"runs", "requests", "connections"}``, the server's counters (not recorded).
-- ``/threads`` and below, in memory, as LangGraph has them: ``POST /threads`` (``if_exists``),
+- ``GET /_stats``: the server's counters (not recorded): ``runs`` (executed), ``rejected``
+  (rate-limited answers), ``requests``, ``connections``, ``in_flight`` and ``max_in_flight`` (runs
+  executing at once, now and at most), ``joins``. ``server.stats()`` is the same.
+- ``POST /runs/wait`` (and any other path not named here) takes the next behaviour of the script.
+  A behaviour that is a run (``ok``, ``ok-json``, ``delay``, ``graph-error``, ``no-ai``,
+  ``deep-json``, ``drip``) is remembered (``server.store``) and answered as LangGraph does: the
+  status line and ``location: /threads/{tid}/runs/{rid}/join``, ``content-location:
+  /threads/{tid}/runs/{rid}`` at once, then, if the run takes time, a chunked body of a ``\\n``
+  every ``heartbeat_s`` (5 s) and the final state. A client that goes away does not stop the run.
+- ``POST /runs``: a background run. It takes the next behaviour, answers at once 200 with the run
+  (``status: pending``), then executes it; ``500`` makes it a run ending in an ``__error__`` state;
+  behaviours that are no run (``503-retry-after``, ``close``, ...) answer as they would above.
+- ``GET /threads/{tid}/runs/{rid}/join``: the run's final state once it is done (streamed like a slow
+  ``/runs/wait`` meanwhile); never executes it again. Under ``on_completion: "delete"`` (the default)
+  the thread is gone once the run is: 200 with an ``__error__`` 404, as LangGraph answers. A run or
+  thread it never had: 404 ``{"detail"}`` (so are the runs ``POST /threads/{id}/runs`` only records).
+- ``GET /threads/{tid}/runs/{rid}``: the run record, ``status`` pending, running, success or error.
+- ``DELETE /threads/{tid}``: 204 (404 if unknown); forgets the thread and its runs.
+- the rest of ``/threads``, in memory, as LangGraph has it: ``POST /threads`` (``if_exists``),
   ``GET /threads/{id}``, ``GET /threads/{id}/runs`` and ``POST /threads/{id}/runs`` (a run that
   is only recorded: ``server.threads``). Each takes the next behaviour of ``api_behaviours``.
-- any other request (``POST /runs/wait``) takes the next behaviour of the script:
 
-``ok``, ``ok-json:<raw>`` (AI content is ``<raw>``), ``500``, ``503-retry-after:<s>``,
+Behaviours: ``ok``, ``ok-json:<raw>`` (AI content is ``<raw>``), ``500``, ``503-retry-after:<s>``,
 ``429:<s>``, ``422``, ``hang`` (silent until closed), ``drip`` (200 headers, then a chunked
 ``b"\\n"`` every 0.5 s until closed), ``close`` (close without a response), ``garbage``
 (non-JSON body), ``graph-error`` (200 ``{"__error__": ...}``), ``no-ai`` (state ends with
@@ -28,9 +46,13 @@ length, then junk until closed), ``huge-declared`` (a 1 GB Content-Length, then 
 nested lists), ``redirect:<url>`` (307 to ``<url>``), ``html`` (200 ``text/html`` sign-in page).
 
 A script is a list (its last entry repeats) or ``f(index, body) -> behaviour``, called on the
-server's thread. ``ok`` answers after ``latency_s`` (0 by default). ``gone_after_health_check``
-answers ``GET /ok`` and then refuses every connection (``go_away()`` does that at any time): a
-server that went away.
+server's thread. ``ok`` answers after ``latency_s`` (0 by default), or after a draw from ``latency``
+(``"lognormal:median=2,sigma=0.8,max=30"``, seeded by ``seed``). ``rate_limit=(runs_per_s, burst)``
+is a token bucket on run creation: past it, 429 with a ``Retry-After`` that is enough to wait
+(``rate_limit_mode="http"``), or (``"graph-error"``) a run ending at once in a ``RateLimitError``
+state, as a model provider's 429 surfaces through LangGraph; a rejected request takes no behaviour.
+``gone_after_health_check`` answers ``GET /ok`` and then refuses every connection (``go_away()``
+does that at any time): a server that went away.
 
     with FakeRunServer(["503-retry-after:0", "ok"]) as srv:
         httpx.post(f"{srv.url}/runs/wait", json=body)
@@ -42,6 +64,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import select
 import signal
@@ -57,9 +80,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-Body = dict[str, Any]
+from tests.support.run_store import Body, Run, RunStore, TokenBucket, parse_latency, retry_after
+
 Script = Iterable[str] | Callable[[int, Body], str]
 _Reply = tuple[int, Body | bytes | list[Any], dict[str, str]]
 
@@ -67,6 +91,10 @@ DECISION = '{"decision": "new-task", "title": "T", "reason": "r", "confidence": 
 BEHAVIOURS = frozenset({"ok", "ok-json", "500", "503-retry-after", "429", "422", "hang", "delay"})
 BEHAVIOURS |= {"drip", "close", "garbage", "graph-error", "no-ai"}
 BEHAVIOURS |= {"huge", "huge-declared", "bad-utf8", "deep-json", "redirect", "html"}
+RUN_BEHAVIOURS = frozenset({"ok", "ok-json", "delay", "graph-error", "no-ai", "deep-json", "drip"})
+RateLimitMode = Literal["http", "graph-error"]
+HEARTBEAT_S = 5.0  # LangGraph's newline while a run's answer is awaited
+DRIP_S = 0.5
 JUNK = b"x" * 65536
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -75,6 +103,12 @@ MAX_LIFETIME_S = 3600.0
 ROOT = Path(__file__).resolve().parents[2]  # a server process outliving its benchmark ends by itself
 _SIGN_IN = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>...</form></body></html>"
 _NOT_FOUND: _Reply = (404, {"detail": "Not Found"}, {})
+_CHUNKED = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+_NEWLINE_CHUNK = b"1\r\n\n\r\n"
+_RUN_FAILED = b'{"__error__": {"error": "InternalServerError", "message": "fake internal error"}}'
+_RATE_LIMITED = json.dumps(
+    {"__error__": {"error": "RateLimitError", "message": "Error code: 429 - Rate limit reached for requests"}}
+).encode()
 
 
 @dataclass(slots=True)
@@ -135,12 +169,24 @@ class FakeRunServer:
         record: bool = True,
         api_behaviours: Iterable[str] = ("ok",),
         gone_after_health_check: bool = False,
+        latency: str | None = None,
+        seed: int = 0,
+        rate_limit: tuple[float, int] | None = None,
+        rate_limit_mode: RateLimitMode = "http",
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self._pick = _as_script(behaviours)
         self._api_pick = _as_script(api_behaviours)
         self.tls = tls  # a server-side context: serve https
         self.idle_timeout_s = idle_timeout_s  # close a kept-alive connection idle this long
         self.latency_s = latency_s  # before each `ok` answer
+        # A distribution ("lognormal:median=2,sigma=0.8,max=30") replaces the fixed latency_s.
+        self._latency = parse_latency(latency or repr(latency_s), seed)
+        self._bucket = TokenBucket(*rate_limit) if rate_limit is not None else None
+        if rate_limit_mode not in ("http", "graph-error"):
+            raise ValueError(f"rate_limit_mode is http or graph-error, not {rate_limit_mode!r}")
+        self.rate_limit_mode = rate_limit_mode
+        self.heartbeat_s = heartbeat_s  # between the newlines of an answer still awaited
         self.echo_prompt = echo_prompt  # the state's human message repeats the prompt, as LangGraph's does
         self.record = record  # keep what was received (a benchmark's server keeps only counts)
         # Answer `GET /ok`, then refuse connections: a server gone as soon as triage checked it.
@@ -153,7 +199,12 @@ class FakeRunServer:
         self.threads: dict[str, Body] = {}  # thread id -> the thread, its runs under "runs"
         self.connections = 0  # connections accepted (TLS: handshakes completed)
         self.idle_closed = 0  # connections it closed for being idle
-        self.runs = 0  # POST /runs/wait received (a retry counts again)
+        self.store = RunStore()  # the runs (by id, with their status and executions) and their threads
+        self.runs = 0  # runs executed (a retry counts again; a join does not)
+        self.rejected = 0  # run creations refused by the rate limit
+        self.in_flight = 0  # runs executing now
+        self.max_in_flight = 0
+        self.joins = 0  # GET .../join received
         self.received = 0  # requests of any kind
         self._scripted = 0
         self._api_calls = 0
@@ -220,7 +271,19 @@ class FakeRunServer:
             connection.close()  # after what was written is sent
 
     def stats(self) -> dict[str, int]:
-        return {"runs": self.runs, "requests": self.received, "connections": self.connections}
+        return {
+            "runs": self.runs,
+            "rejected": self.rejected,
+            "requests": self.received,
+            "connections": self.connections,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "joins": self.joins,
+        }
+
+    def run(self, run_id: str) -> Run | None:
+        """A run it remembers (``executions``, ``status``, ``record()``), from any thread."""
+        return self.store.runs.get(run_id)
 
     # ----------------------------------------------------------------------- answers
 
@@ -243,6 +306,8 @@ class FakeRunServer:
         if path == "/threads" or path.startswith("/threads/"):
             if self.record:
                 self.api_requests.append((method, path, body))
+            if self._runs_api(connection, request, path.strip("/").split("/")):
+                return
             index, self._api_calls = self._api_calls, self._api_calls + 1
             kind, _, arg = self._api_pick(index, body).partition(":")
             if kind == "ok":
@@ -252,30 +317,143 @@ class FakeRunServer:
             return
         if self.record:
             self.requests.append(body)
-        if path == "/runs/wait":
-            self.runs += 1
+        background = method == "POST" and path == "/runs"
+        if self._bucket is not None and (wait_s := self._bucket.take()) > 0:
+            self.rejected += 1
+            if self.rate_limit_mode == "http":
+                reply = response(429, {"detail": "Too Many Requests"}, {"retry-after": retry_after(wait_s)})
+                connection.reply(reply, request)
+            else:  # the model provider refused: the run itself fails at once
+                self._start(connection, request, body, (_RATE_LIMITED, 0.0), background, counted=False)
+            return
         index, self._scripted = self._scripted, self._scripted + 1
         kind, _, arg = self._pick(index, body).partition(":")
-        if kind == "ok" and self.latency_s > 0:
-            kind, arg = "delay", repr(self.latency_s)
-        if kind == "ok":
-            connection.reply(self._final_state(body), request)
+        if kind in RUN_BEHAVIOURS or (background and kind == "500"):
+            self._start(connection, request, body, self._outcome(kind, arg, body), background)
         else:
             self._behave(connection, request, body, kind, arg)
 
-    def _behave(self, connection: _Connection, request: Request, body: Body, kind: str, arg: str) -> None:
+    # ----------------------------------------------------------------------- runs
+
+    def _outcome(self, kind: str, arg: str, body: Body) -> tuple[bytes | None, float]:
+        """A run's final state (None: it never ends) and how long it takes."""
         if kind == "ok":
-            connection.reply(self._final_state(body), request)
+            return self._final_state(body), self._latency()
+        if kind == "ok-json":
+            return self._final_state(body, arg), 0.0
+        if kind == "delay":
+            return self._final_state(body), float(arg)
+        if kind == "drip":
+            return None, 0.0
+        if kind == "500":
+            return _RUN_FAILED, 0.0
+        canned = _canned(kind, arg, body)  # graph-error, no-ai, deep-json: 200 with a state
+        assert canned is not None, kind
+        state = canned[1]
+        return (state if isinstance(state, bytes) else json.dumps(state).encode()), 0.0
+
+    def _start(
+        self,
+        connection: _Connection,
+        request: Request,
+        body: Body,
+        outcome: tuple[bytes | None, float],
+        background: bool,
+        *,
+        counted: bool = True,
+    ) -> None:
+        """Create and execute a run; answer with it now (``/runs``) or with its state (``/runs/wait``)."""
+        run = self.store.create(body)
+        pending = response(200, run.record(), {"content-location": run.path}) if background else b""
+        state, seconds = outcome
+        self._execute(run, state, seconds, counted)
+        if background:
+            connection.reply(pending, request)
+        elif state is not None and run.done:  # the hot path of the benchmarks: one write
+            connection.reply(_run_head(run, len(state)) + state, request)
+        elif state is None:  # drip: a run that never ends
+            connection.stream(_run_head(run, None) + _NEWLINE_CHUNK, DRIP_S)
+        else:  # named at once, the state later: as LangGraph answers a slow run
+            connection.stream(_run_head(run, None), self.heartbeat_s)
+            run.waiters.append(lambda final: connection.end_stream(final, request))
+
+    def _execute(self, run: Run, state: bytes | None, seconds: float, counted: bool) -> None:
+        """Run it: done now, after `seconds`, or (no state) never, whoever waits for it."""
+        self.runs += counted
+        self.store.start(run)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if state is None:
+            return
+        if seconds > 0:
+            asyncio.get_running_loop().call_later(seconds, self._finish, run, state)
+        else:
+            self._finish(run, state)
+
+    def _finish(self, run: Run, state: bytes) -> None:
+        self.in_flight -= 1
+        self.store.finish(run, state)
+        waiters, run.waiters = run.waiters, []
+        for waiter in waiters:
+            waiter(state)
+
+    def _runs_api(self, connection: _Connection, request: Request, parts: list[str]) -> bool:
+        """Join, read or delete what runs left; False for the rest of the threads API."""
+        method = request.method
+        if method == "GET" and len(parts) == 5 and parts[2] == "runs" and parts[4] == "join":
+            self._join(connection, request, parts[1], parts[3])
+        elif method == "GET" and len(parts) == 4 and parts[2] == "runs":
+            run = self.store.get(parts[1], parts[3])
+            recorded = [r for r in self.runs_on(parts[1]) if r["run_id"] == parts[3]]
+            if run is not None and not run.gone:
+                connection.reply(response(200, run.record()), request)
+            elif recorded:
+                connection.reply(response(200, recorded[0]), request)
+            else:
+                connection.reply(response(404, {"detail": f"Run {parts[3]} not found"}), request)
+        elif method == "DELETE" and len(parts) == 2:
+            deleted = self.store.delete_thread(parts[1])
+            deleted = self.threads.pop(parts[1], None) is not None or deleted
+            gone = b"HTTP/1.1 204 No Content\r\n\r\n"  # no length: a 204 has no body
+            connection.reply(
+                gone if deleted else response(404, {"detail": f"Thread {parts[1]} not found"}), request
+            )
+        else:
+            return False
+        return True
+
+    def _join(self, connection: _Connection, request: Request, thread_id: str, run_id: str) -> None:
+        """The run's final state, when it is done: waited for, never executed again."""
+        self.joins += 1
+        run = self.store.get(thread_id, run_id)
+        if run is None:
+            known = self.store.knows_thread(thread_id) or thread_id in self.threads
+            detail = f"Run {run_id} not found" if known else f"Thread {thread_id} not found"
+            connection.reply(response(404, {"detail": detail}), request)
+        elif run.done:
+            connection.reply(response(200, run.joined()), request)
+        else:
+            connection.stream(_CHUNKED, self.heartbeat_s)
+            run.waiters.append(lambda _final: connection.end_stream(run.joined(), request))
+
+    # ----------------------------------------------------------------------- other answers
+
+    def _behave(self, connection: _Connection, request: Request, body: Body, kind: str, arg: str) -> None:
+        """A behaviour that is no run (or any behaviour of the threads API)."""
+        if kind == "ok":
+            connection.reply(response(200, self._final_state(body)), request)
         elif kind == "ok-json":
-            connection.reply(self._final_state(body, arg), request)
+            connection.reply(response(200, self._final_state(body, arg)), request)
         elif kind == "delay":
-            connection.later(float(arg), lambda: connection.reply(self._final_state(body), request))
+            connection.later(
+                float(arg), lambda: connection.reply(response(200, self._final_state(body)), request)
+            )
         elif (canned := _canned(kind, arg, body)) is not None:
             connection.reply(response(*canned), request)
         elif kind == "hang":
             pass  # the connection stays busy until the client or the server's stop closes it
         elif kind == "drip":
-            connection.drip()
+            connection.stream(_CHUNKED + _NEWLINE_CHUNK, DRIP_S)
         elif kind in ("huge", "huge-declared"):
             connection.flood(kind == "huge-declared")
         elif kind == "close":
@@ -284,18 +462,10 @@ class FakeRunServer:
             connection.close(response(500, {"detail": f"fake server: unknown behaviour {kind!r}"}))
 
     def _final_state(self, body: Body, content: str = DECISION) -> bytes:
-        """A LangGraph-like final state: the human message (the prompt), then the AI's answer.
-
-        Written out by hand: this is the benchmarks' hot path, thousands of times a second.
-        """
+        """A LangGraph-like final state: the human message (the prompt), then the AI's answer."""
         human = {"type": "human", "content": _user_content(body) if self.echo_prompt else "...", "id": "h1"}
         ai = {"type": "ai", "content": content, "id": "a1", "tool_calls": []}
-        data = json.dumps({"messages": [human, ai]}).encode()
-        head = (
-            f"HTTP/1.1 200 OK\r\ncontent-length: {len(data)}\r\ncontent-type: application/json\r\n"
-            f"content-location: /threads/{uuid.uuid4()}/runs/{uuid.uuid4()}\r\n\r\n"
-        )
-        return head.encode("latin-1") + data
+        return json.dumps({"messages": [human, ai]}).encode()
 
     def _threads_api(self, method: str, path: str, body: Body) -> bytes:
         """The part of LangGraph's threads API that routing uses, in memory."""
@@ -335,6 +505,18 @@ class FakeRunServer:
     def runs_on(self, thread_id: str) -> list[Body]:
         """The runs started on a thread, oldest first."""
         return list(self.threads.get(thread_id, {}).get("runs", []))
+
+
+def _run_head(run: Run, length: int | None) -> bytes:
+    """A run's 200 head, naming it; no length: chunked, the state comes later.
+
+    Written out by hand: this is the benchmarks' hot path, thousands of times a second.
+    """
+    framing = f"content-length: {length}" if length is not None else "transfer-encoding: chunked"
+    return (
+        f"HTTP/1.1 200 OK\r\n{framing}\r\ncontent-type: application/json\r\n"
+        f"location: {run.path}/join\r\ncontent-location: {run.path}\r\n\r\n"
+    ).encode("latin-1")
 
 
 def _public(thread: Body) -> Body:
@@ -443,20 +625,23 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.timer = asyncio.get_running_loop().call_later(seconds, then)
 
-    def drip(self) -> None:
-        """200 headers, then a chunk of one newline every 0.5 s, until one side hangs up."""
+    def stream(self, head: bytes, every_s: float) -> None:
+        """A chunked answer's head now, then a newline chunk every `every_s` until `end_stream`."""
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
-        )
-        self._drop()
+        self.transport.write(head)
+        self.timer = asyncio.get_running_loop().call_later(every_s, self._newline, every_s)
 
-    def _drop(self) -> None:
+    def _newline(self, every_s: float) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.write(b"1\r\n\n\r\n")
-        self.timer = asyncio.get_running_loop().call_later(0.5, self._drop)
+        self.transport.write(_NEWLINE_CHUNK)
+        self.timer = asyncio.get_running_loop().call_later(every_s, self._newline, every_s)
+
+    def end_stream(self, data: bytes, request: Request) -> None:
+        """The last chunk of a streamed answer; then the connection serves its next request."""
+        self._cancel_timer()
+        self.reply(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data), request)
 
     def flood(self, declared: bool) -> None:
         """200 headers, then junk as fast as the client reads it, until it hangs up."""
@@ -626,9 +811,24 @@ class RunServerProcess:
 
 
 @contextlib.contextmanager
-def run_server_process(latency_s: float = 0.0, *, echo_prompt: bool = True) -> Iterator[RunServerProcess]:
-    """The stub in a process of its own (a benchmark's load is not its client's); always stopped."""
-    argv = [sys.executable, "-m", "tests.support.run_server", "--latency", repr(latency_s)]
+def run_server_process(
+    latency_s: float = 0.0,
+    *,
+    echo_prompt: bool = True,
+    latency: str | None = None,
+    seed: int = 0,
+    rate_limit: tuple[float, int] | None = None,
+    rate_limit_mode: RateLimitMode = "http",
+    heartbeat_s: float = HEARTBEAT_S,
+) -> Iterator[RunServerProcess]:
+    """The stub in a process of its own (a benchmark's load is not its client's); always stopped.
+
+    The options are ``FakeRunServer``'s, passed as its command-line flags.
+    """
+    argv = [sys.executable, "-m", "tests.support.run_server", "--latency", latency or repr(latency_s)]
+    argv += ["--seed", str(seed), "--heartbeat", repr(heartbeat_s)]
+    if rate_limit is not None:
+        argv += ["--rate-limit", f"{rate_limit[0]!r},{rate_limit[1]}", "--rate-limit-mode", rate_limit_mode]
     if not echo_prompt:
         argv.append("--no-echo")
     # This module's own checkout, whichever triage the benchmark runs.
@@ -655,10 +855,9 @@ def run_server_process(latency_s: float = 0.0, *, echo_prompt: bool = True) -> I
             process.stdout.close()
 
 
-async def _serve(latency_s: float, echo_prompt: bool) -> None:
+async def _serve(server: FakeRunServer) -> None:
     """Serve (printing `PORT n`) until stdin closes, a signal, or MAX_LIFETIME_S."""
     loop = asyncio.get_running_loop()
-    server = FakeRunServer(latency_s=latency_s, echo_prompt=echo_prompt, record=False)
     await server.start()
     print(f"PORT {server.url.rsplit(':', 1)[1]}", flush=True)
     stop = asyncio.Event()
@@ -675,12 +874,46 @@ async def _serve(latency_s: float, echo_prompt: bool) -> None:
     await server.stop()
 
 
+def _rate(value: str) -> tuple[float, int]:
+    """``RUNS_PER_S[,BURST]``; the burst defaults to one second's worth."""
+    rate, _, burst = value.partition(",")
+    return float(rate), int(burst) if burst else max(1, math.ceil(float(rate)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The stub LangGraph run server, in a process of its own.")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer to a run")
+    parser.add_argument(
+        "--latency",
+        default="0",
+        help="seconds each `ok` run takes: a number, or lognormal:median=S,sigma=X,max=S",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="of the latency distribution's RNG")
+    parser.add_argument("--rate-limit", type=_rate, help="RUNS_PER_S[,BURST]: a token bucket on run creation")
+    parser.add_argument(
+        "--rate-limit-mode",
+        choices=("http", "graph-error"),
+        default="http",
+        help="how a rejected run is answered",
+    )
+    parser.add_argument(
+        "--heartbeat", type=float, default=HEARTBEAT_S, help="seconds between newlines of a slow answer"
+    )
     parser.add_argument("--no-echo", action="store_true", help="answer '...' as the human message")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.latency, not args.no_echo))
+    try:
+        parse_latency(args.latency)
+    except ValueError as exc:
+        parser.error(str(exc))
+    server = FakeRunServer(
+        latency=args.latency,
+        seed=args.seed,
+        rate_limit=args.rate_limit,
+        rate_limit_mode=args.rate_limit_mode,
+        heartbeat_s=args.heartbeat,
+        echo_prompt=not args.no_echo,
+        record=False,
+    )
+    asyncio.run(_serve(server))
     return 0
 
 
