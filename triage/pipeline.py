@@ -24,9 +24,11 @@ from triage.sources import RawMessage, Source
 from triage.store import Claim, Claimed, Outcome, Store, routing_log, thread_registry
 from triage.store.routing_log import RoutingJob
 from triage.store.thread_registry import ThreadAssignment
-from triage.threads import ThreadCandidate, thread_id_for
+from triage.threads import ThreadCandidate, message_key, thread_id_for
 
 log = logging.getLogger("triage.pipeline")
+# In the metadata of each stateless run of a claimed message: its identity (threads.message_key).
+RUN_MARKER = "triage_decision_of"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +213,14 @@ class Pipeline:
         not started again.
         """
         assert self.runs is not None
-        store = self.store
-        known = RunRef(*claimed.known_run) if claimed is not None and claimed.known_run else None
+        store, runs = self.store, self.runs
+        request = prepared.request
+        known = None
+        if claimed is not None:
+            # Its kept thread is found by this, should a crash lose the acknowledgement.
+            marker = {RUN_MARKER: message_key(prepared.raw)}
+            request = {**request, "metadata": {**request["metadata"], **marker}}
+            known = await self._earlier_run(claimed, marker)
         alive: list[RunRef | None] = [known]
 
         def on_started(ref: RunRef) -> None:
@@ -222,7 +230,7 @@ class Pipeline:
 
         durable = on_started if claimed is not None else None
         try:
-            result = await self.runs.run(prepared.request, known=known, on_started=durable)
+            result = await runs.run(request, known=known, on_started=durable)
         except RunError as error:
             joinable = None if run_is_over(error) else alive[-1]  # the next pass joins it
             return Outcome(
@@ -248,6 +256,23 @@ class Pipeline:
             attempts=result.attempts,
             latency_ms=result.latency_ms,
         )
+
+    async def _earlier_run(self, claimed: Claimed, marker: dict[str, str]) -> RunRef | None:
+        """The run an earlier claim started: recorded, or (when its process died before recording
+        it) found on the server by the marker its metadata carries. Any others found are deleted."""
+        if claimed.known_run is not None:
+            return RunRef(*claimed.known_run)
+        if not claimed.abandoned or self.runs is None or self.store is None:
+            return None
+        found = await self.runs.find_runs(marker)
+        if not found:
+            return None
+        newest, *older = found
+        if older:
+            await self.runs.release(older)
+        self.store.note_run(claimed, newest.thread_id, newest.run_id)
+        log.info("decision %d: joining run %s, started before a crash", claimed.decision_pk, newest.run_id)
+        return newest
 
     async def release_runs(self) -> None:
         """Delete the server threads of runs whose outcome is committed (see RunsClient.release).

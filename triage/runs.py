@@ -115,6 +115,8 @@ class Runs(Protocol):
 
     async def release(self, refs: list[RunRef]) -> list[RunRef]: ...
 
+    async def find_runs(self, metadata: dict[str, Any]) -> list[RunRef]: ...
+
     async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any: ...
 
     async def check_reachable(self) -> None: ...
@@ -300,6 +302,23 @@ class RunsClient:
 
         done = await asyncio.gather(*(delete(ref) for ref in refs))
         return [ref for ref in done if ref is not None]
+
+    async def find_runs(self, metadata: dict[str, Any]) -> list[RunRef]:
+        """Kept runs whose threads carry this metadata, newest first: a run started just before a
+        crash, whose acknowledgement never reached the store. Nothing found, or no answer: []."""
+        try:
+            threads = await self.api("POST", "/threads/search", {"metadata": metadata, "limit": 10})
+            found = []
+            for thread in threads if isinstance(threads, list) else []:
+                runs = await self.api("GET", f"/threads/{thread['thread_id']}/runs?limit=1")
+                if isinstance(runs, list) and runs and isinstance(runs[0], dict):
+                    found.append(
+                        (str(thread.get("created_at", "")), RunRef(thread["thread_id"], runs[0]["run_id"]))
+                    )
+        except (RunError, KeyError, TypeError) as error:
+            log.info("no kept runs found for %s: %s", metadata, error)
+            return []
+        return [ref for _, ref in sorted(found, key=lambda item: item[0], reverse=True)]
 
     async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """Any other LangGraph API call (threads, runs on threads), with the same retries."""

@@ -105,6 +105,10 @@ class RunsWorker:
         released: list[RunRef] = await self._call("release", refs)
         return released
 
+    async def find_runs(self, metadata: dict[str, Any]) -> list[RunRef]:
+        found: list[RunRef] = await self._call("find_runs", metadata)
+        return found
+
     async def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         return await self._call("api", method, path, body)
 

@@ -124,6 +124,7 @@ class Claimed:
     mailbox: str
     fresh: bool  # the claim made the message's row: nothing refers to it yet
     known_run: tuple[str, str] | None = None  # (thread id, run id) of a run an earlier claim started
+    abandoned: bool = False  # taken over from a claim whose process died while it was pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +297,8 @@ class Store:
                 if not taken.rowcount:
                     return None
             known_run = (run_thread_id, run_id) if run_thread_id and run_id else None
-            return Claimed(decision_pk, message_pk, raw.account, raw.mailbox, made, known_run)
+            abandoned = status == "pending"
+            return Claimed(decision_pk, message_pk, raw.account, raw.mailbox, made, known_run, abandoned)
 
     def note_run(self, claimed: Claimed, thread_id: str, run_id: str) -> None:
         """The server acknowledged the claimed message's run: recorded before its result comes."""
