@@ -1,14 +1,18 @@
 """How many runs may be in flight: a limit that finds the rate the server and its model accept.
 
-TCP's congestion control (RFC 5681), applied to runs: below a threshold the limit grows by one per
-run that succeeds (slow start: it doubles each round of runs), above it by one per round (additive
-increase). A run rejected for a rate limit cuts the limit to 0.7 of itself (CUBIC's factor,
-RFC 8312: gentler than halving, so the limit stays near what is allowed) and sets the threshold
-there, at most once per round: the runs that were already out when the first rejection came say
-nothing new about the rate. A Retry-After holds back every run until it has passed.
+TCP's congestion control, applied to runs, as CUBIC does it (RFC 8312):
 
-The limit starts at INITIAL (RFC 6928's initial window of ten), so a first burst against a
-rate-limited model is small, and a fast server is at the ceiling within a few rounds.
+- Until the first rejection, the limit grows by one per run that succeeds (slow start: it doubles
+  each round of runs), from INITIAL (RFC 6928's initial window of ten): a first burst against a
+  rate-limited model is small, and a fast server has runs at the ceiling within a few rounds.
+- A run rejected for a rate limit cuts the limit to 0.7 of itself, at most once per round: the
+  runs already out when the first rejection came say nothing new about the rate.
+- After a cut the limit grows back along a cubic of the time since: quickly at first, slowly near
+  the limit where the last rejection came (so it stays near what is allowed, and probes past it
+  rarely), then faster again once past it (the allowed rate has grown). Time, not rounds, drives
+  it: a probe costs a rejection, and with runs of 100 ms, growing per round probed ten times a
+  second. The limit never exceeds the ceiling or falls below the floor.
+- A Retry-After holds back every run until it has passed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 INITIAL = 10
-CUT = 0.7
+CUT = 0.7  # CUBIC's beta: gentler than halving
+CUBIC_C = 0.4  # CUBIC's C: how fast the limit grows, in runs per second cubed
 
 
 class AdaptiveLimit:
@@ -28,10 +33,10 @@ class AdaptiveLimit:
         self.floor = max(1, min(floor, ceiling))
         self.ceiling = max(ceiling, self.floor)
         self._limit = float(min(self.ceiling, max(self.floor, INITIAL)))
-        self._threshold = float(self.ceiling)
         self._in_flight = 0
         self._waiting: deque[asyncio.Future[None]] = deque()  # first come, first served
-        self._last_cut = float("-inf")  # monotonic time of the last cut
+        self._last_cut: float | None = None  # monotonic time of the last cut; None: slow start
+        self._limit_at_cut = 0.0  # the limit when the last rejection came (CUBIC's W_max)
         self._hold_until = 0.0  # monotonic time before which no run starts (Retry-After)
         self.throttled = 0  # runs rejected for a rate limit, in all
 
@@ -74,7 +79,12 @@ class AdaptiveLimit:
                 turn.set_result(None)
 
     def succeeded(self) -> None:
-        grown = self._limit + (1.0 if self._limit < self._threshold else 1.0 / self._limit)
+        if self._last_cut is None:
+            grown = self._limit + 1.0
+        else:
+            since = time.monotonic() - self._last_cut
+            back_at = (self._limit_at_cut * (1 - CUT) / CUBIC_C) ** (1 / 3)  # CUBIC's K
+            grown = max(self._limit, CUBIC_C * (since - back_at) ** 3 + self._limit_at_cut)
         self._limit = min(float(self.ceiling), grown)
         self._hand_over()
 
@@ -84,8 +94,8 @@ class AdaptiveLimit:
         now = time.monotonic()
         if retry_after_s is not None:
             self._hold_until = max(self._hold_until, now + retry_after_s)
-        if started_at < self._last_cut:
+        if self._last_cut is not None and started_at < self._last_cut:
             return  # out before the last cut: already accounted for
         self._last_cut = now
+        self._limit_at_cut = self._limit
         self._limit = max(float(self.floor), self._limit * CUT)
-        self._threshold = self._limit
