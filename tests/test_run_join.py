@@ -7,10 +7,12 @@ flight (queued or executing) when the process is killed; its log counts the runs
 
 from __future__ import annotations
 
+import json
 import mailbox
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -35,6 +37,14 @@ def _acknowledged(db: Path) -> int:
         return int(rows(db, query)[0][0])  # type: ignore[call-overload]
     except sqlite3.OperationalError:  # the schema is not there yet
         return 0
+
+
+def _status(cwd: Path) -> dict[str, Any]:
+    """`triage status --json` of INBOX."""
+    done = run_triage("status", "--json", cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    (inbox,) = [json.loads(line) for line in done.stdout.splitlines()]
+    return dict(inbox)
 
 
 def _threads_left(server: DevServer) -> int:
@@ -94,6 +104,8 @@ def test_a_killed_daemon_leaves_its_runs_to_be_joined_by_the_next(
         assert server.runs_started(stateless=True) < N_MESSAGES
         with WatchProcess(tmp_path) as daemon:
             wait_until(lambda: final_count(db) == N_MESSAGES, 120, f"every message decided:\n{daemon.log}")
+            wait_until(lambda: _status(tmp_path).get("run_concurrency"), 30, "the daemon's run concurrency")
+            assert 1 <= _status(tmp_path)["run_concurrency"] <= 32  # the configured ceiling
             assert daemon.stop() == 0
         assert "Traceback" not in daemon.log
         _check_each_run_once(db, server)

@@ -207,8 +207,13 @@ class RunsClient:
         self, body: dict[str, Any], *, known: RunRef | None = None, on_started: OnStarted | None = None
     ) -> RunResult:
         """A stateless run to completion (joined, if `known`); RunError once retries are spent or
-        the error is final. A rate-limited run is retried up to rate_limit_retries times besides."""
-        if on_started is not None:
+        the error is final. A rate-limited run is retried up to rate_limit_retries times besides.
+
+        A background run is kept too, whoever calls: under `delete`, one that ended before its join
+        came would be gone. Its thread is released here when the caller does not record the run.
+        """
+        kept = on_started is not None or self.settings.mode == "background"
+        if kept:
             body = {**body, "on_completion": "keep"}
         content = _encoded(body)
         started = time.monotonic()
@@ -227,14 +232,20 @@ class RunsClient:
                 else:
                     self.limit.succeeded()
                     latency_ms = int((time.monotonic() - started) * 1000)
+                    if kept and on_started is None and ref is not None:
+                        await self.release([ref])
                     return RunResult(checked, ref.run_id if ref else None, attempts, latency_ms, ref)
             failed.attempts = attempts
             if ref is not None and _unknown_run(failed):  # the server forgot it: run it anew
                 log.info("run %s is unknown to the server; starting it again", ref.run_id)
                 ref = None
+                failures += 1
+                if failures >= self.settings.max_attempts:
+                    raise failed
                 continue
             if ref is not None and run_is_over(failed):
-                await self._discard(ref, on_started)
+                if kept:  # a new run replaces it: its thread goes now
+                    await self.release([ref])
                 ref = None
             if failed.rate_limited:
                 before = self.limit.limit

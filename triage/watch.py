@@ -58,6 +58,7 @@ class Daemon:
         self.wait_for_lease = wait_for_lease
         self.dry_run = dry_run
         self.owner = leases.this_process()
+        self._runs: RunsClient | None = None  # for the heartbeat: its adaptive limit
         self.stop = threading.Event()
         self._inflight: set[asyncio.Task[Triaged | None]] = set()
         self._store_fatal: StoreFailed | None = None
@@ -79,7 +80,13 @@ class Daemon:
                 raise store_failed(exc) from None
             if self.stop.is_set():
                 return 0
-            with processes.registered(store, "watch", heartbeat_s=watch.heartbeat_s, lease_s=watch.lease_s):
+            with processes.registered(
+                store,
+                "watch",
+                heartbeat_s=watch.heartbeat_s,
+                lease_s=watch.lease_s,
+                run_concurrency=lambda: self._runs.concurrency if self._runs is not None else None,
+            ):
                 return await self._watch(store, renderer)
         finally:
             for target in self.targets:
@@ -90,6 +97,7 @@ class Daemon:
         """Watchers on their threads, runs on this loop, heartbeats, until a stop."""
         loop = asyncio.get_running_loop()
         async with RunsClient(RunsSettings.of(self.settings.langgraph)) as runs:
+            self._runs = runs
             pipeline = Pipeline(
                 self.settings, renderer, runs, store, mailbox_actions=True, dry_run=self.dry_run
             )

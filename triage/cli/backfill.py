@@ -114,12 +114,18 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
         return await backfill(source, preview, plan, on_prepared=lambda p: _print_prepared(preview, p))
     store = Store.open(settings.store.url)
     progress = Progress("backfill")
-    heartbeat = {"heartbeat_s": settings.watch.heartbeat_s, "lease_s": settings.watch.lease_s}
     try:
         # --concurrency is the ceiling of the runs in flight (and of the connection pool).
         pooled = RunsSettings.of(settings.langgraph, max_concurrency=plan.concurrency)
-        with processes.registered(store, "backfill", **heartbeat):
-            async with RunsWorker(pooled) as runs:
+        runs = RunsWorker(pooled)
+        with processes.registered(
+            store,
+            "backfill",
+            heartbeat_s=settings.watch.heartbeat_s,
+            lease_s=settings.watch.lease_s,
+            run_concurrency=lambda: runs.concurrency,
+        ):
+            async with runs:
                 await runs.check_reachable()
                 pipeline = Pipeline(settings, renderer, runs, store, mailbox_actions=mailbox_actions)
 

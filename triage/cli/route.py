@@ -46,9 +46,9 @@ async def _route_account(settings: Settings, imap: ImapSettings, mailboxes: list
 
     store = Store.open(settings.store.url)
     source = ImapSource(imap, writable=settings.has_mailbox_actions)
-    heartbeat = {"heartbeat_s": settings.watch.heartbeat_s, "lease_s": settings.watch.lease_s}
     try:
-        with processes.registered(store, "route", **heartbeat):
+        watch = settings.watch
+        with processes.registered(store, "route", heartbeat_s=watch.heartbeat_s, lease_s=watch.lease_s):
             async with RunsClient(RunsSettings.of(settings.langgraph)) as runs:
                 await runs.check_reachable()
                 renderer = PromptRenderer(settings.prompt.template)

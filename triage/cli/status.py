@@ -21,17 +21,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_status(args: argparse.Namespace) -> int:
     from triage.config import load_settings
-    from triage.store import Store, leases
+    from triage.store import Store, leases, processes
 
     settings = load_settings(args.config)
     store = Store.open_existing(settings.store.url)
     found = leases.statuses(store) if store is not None else []
+    limits = processes.run_concurrency(store) if store is not None and found else {}
     now = utc_now()
     stale_after = settings.watch.lease_s
     for status in found:
         alive = status.state != "stopped" and (now - status.heartbeat_at).total_seconds() <= stale_after
+        runs = limits.get(status.owner or "") if alive else None
         if args.json:
-            print(json.dumps({**_as_dict(status), "alive": alive}, default=str))
+            print(json.dumps({**_as_dict(status), "alive": alive, "run_concurrency": runs}, default=str))
         else:
             state = status.state if alive or status.state == "stopped" else f"stale ({status.state})"
             link = "connected" if status.connected and alive else "offline"
@@ -39,7 +41,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"{status.mailbox:<20} {state:<14} {link:<10} "
                 f"idle since {_hm(status.idle_since)}  last uid {status.last_seen_uid or '-'}  "
                 f"last decision {_hm(status.last_decision_at)}  backlog {status.backlog}  "
-                f"failures {status.failures}" + (f"  ({status.last_error})" if status.last_error else "")
+                f"failures {status.failures}"
+                + (f"  runs in flight up to {runs}" if runs is not None else "")
+                + (f"  ({status.last_error})" if status.last_error else "")
             )
     if not found and not args.json:
         print("no mailbox has been watched with this store")

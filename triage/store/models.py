@@ -175,6 +175,7 @@ class Process(Base):
     command: Mapped[str] = mapped_column(String(40))
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
+    run_concurrency: Mapped[int | None] = mapped_column(Integer)  # runs it lets be in flight now; 0011
 
 
 class Correction(Base):

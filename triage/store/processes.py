@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -66,20 +66,30 @@ def reap(store: Store, lease_s: float) -> int:
     return int(gone or 0) + len(dead)
 
 
-def beat(store: Store, command: str) -> None:
+def beat(store: Store, command: str, run_concurrency: int | None = None) -> None:
     """Renew this process's row; write it again if another process reaped it as stale."""
     now = utc_now()
+    news = {"heartbeat_at": now, "run_concurrency": run_concurrency}
     with store.sessions.begin() as session:
         renewed = session.execute(
-            update(_PROCESSES).where(_PROCESSES.c.id == store.owner).values(heartbeat_at=now)
+            update(_PROCESSES).where(_PROCESSES.c.id == store.owner).values(**news)
         ).rowcount  # type: ignore[attr-defined]
         if not renewed:
             host, pid, _ = store.owner.split(":")
             session.execute(
                 insert(_PROCESSES).values(
-                    id=store.owner, host=host, pid=int(pid), command=command, started_at=now, heartbeat_at=now
+                    id=store.owner, host=host, pid=int(pid), command=command, started_at=now, **news
                 )
             )
+
+
+def run_concurrency(store: Store) -> dict[str, int]:
+    """host:pid -> the runs each registered process lets be in flight now (where it said)."""
+    query = select(_PROCESSES.c.host, _PROCESSES.c.pid, _PROCESSES.c.run_concurrency).where(
+        _PROCESSES.c.run_concurrency.is_not(None)
+    )
+    with store.engine.connect() as connection:
+        return {f"{host}:{pid}": int(limit) for host, pid, limit in connection.execute(query)}
 
 
 def leave(store: Store) -> None:
@@ -89,8 +99,16 @@ def leave(store: Store) -> None:
 
 
 @contextmanager
-def registered(store: Store, command: str, *, heartbeat_s: float, lease_s: float) -> Iterator[None]:
-    """Register this process for the duration, renewing its heartbeat on a thread of its own.
+def registered(
+    store: Store,
+    command: str,
+    *,
+    heartbeat_s: float,
+    lease_s: float,
+    run_concurrency: Callable[[], int | None] = lambda: None,
+) -> Iterator[None]:
+    """Register this process for the duration, renewing its heartbeat on a thread of its own (with
+    what `run_concurrency()` says then).
 
     A thread, not a task on the event loop: a loop busy for a while (a large batch, a slow parse)
     must not make the claims it holds look abandoned.
@@ -102,7 +120,7 @@ def registered(store: Store, command: str, *, heartbeat_s: float, lease_s: float
     def keep_alive() -> None:
         while not stop.wait(heartbeat_s):
             try:
-                beat(store, command)
+                beat(store, command, run_concurrency())
                 reap(store, lease_s)
             except SQLAlchemyError as exc:  # the work itself reports a store that cannot be written
                 log.debug("heartbeat not written: %s", exc)

@@ -6,6 +6,8 @@ paying for the model call again. Once the outcome is safely recorded, the thread
 `on_completion = "delete"`) and the column cleared; a thread id left on a decided row is one whose
 deletion a crash interrupted.
 
+A process also says how many runs it lets be in flight now (the adaptive limit), for `triage status`.
+
 Revision ID: 0011
 Revises: 0010
 """
@@ -22,3 +24,4 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("decisions", sa.Column("run_thread_id", sa.String(100)))
     op.create_index("ix_decisions_run_thread_id", "decisions", ["run_thread_id"])
+    op.add_column("processes", sa.Column("run_concurrency", sa.Integer))
