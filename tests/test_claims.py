@@ -18,6 +18,7 @@ from tests.support.store_view import rows
 from triage.message import parse_email
 from triage.sources import RawMessage
 from triage.store import Claim, Claimed, Outcome, Store, mailboxes, processes, routing_log
+from triage.store.engine import SCHEMA_HEAD
 from triage.store.models import Process
 
 LEASE_S = 30.0
@@ -172,4 +173,4 @@ def test_processes_opening_a_fresh_store_together_migrate_it_once(tmp_path: Path
     ]
     errors = [process.communicate(timeout=120)[1] for process in started]
     assert [process.returncode for process in started] == [0, 0, 0, 0], errors
-    assert rows(tmp_path / "fresh.db", "SELECT version_num FROM alembic_version") == [("0010",)]
+    assert rows(tmp_path / "fresh.db", "SELECT version_num FROM alembic_version") == [(SCHEMA_HEAD,)]

@@ -145,7 +145,7 @@ def test_idle_wakes_on_new_mail(gmail: FakeGmail) -> None:
         gmail.wait_idling("INBOX", timeout=5)
         gmail.add_message("INBOX", mail(1), thrid=THRID)
         assert gmail.notify_new("INBOX") == 1
-        watcher.join(5)
+        watcher.join(30)
         assert changed == [True]
         assert source.uids() == [1]
 

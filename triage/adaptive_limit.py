@@ -12,7 +12,8 @@ TCP's congestion control, applied to runs, as CUBIC does it (RFC 8312):
   rarely), then faster again once past it (the allowed rate has grown). Time, not rounds, drives
   it: a probe costs a rejection, and with runs of 100 ms, growing per round probed ten times a
   second. The limit never exceeds the ceiling or falls below the floor.
-- A Retry-After holds back every run until it has passed.
+- A rejection holds back every run until its Retry-After has passed (or, without one, the
+  rejected run's own backoff): the runs already waiting would meet the same limit.
 """
 
 from __future__ import annotations
@@ -88,12 +89,12 @@ class AdaptiveLimit:
         self._limit = min(float(self.ceiling), grown)
         self._hand_over()
 
-    def rejected(self, started_at: float, retry_after_s: float | None) -> None:
-        """A run that started at `started_at` (monotonic) was turned away for a rate limit."""
+    def rejected(self, started_at: float, hold_s: float) -> None:
+        """A run that started at `started_at` (monotonic) was turned away for a rate limit; no run
+        starts for `hold_s`."""
         self.throttled += 1
         now = time.monotonic()
-        if retry_after_s is not None:
-            self._hold_until = max(self._hold_until, now + retry_after_s)
+        self._hold_until = max(self._hold_until, now + hold_s)
         if self._last_cut is not None and started_at < self._last_cut:
             return  # out before the last cut: already accounted for
         self._last_cut = now

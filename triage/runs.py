@@ -235,33 +235,41 @@ class RunsClient:
                     if kept and on_started is None and ref is not None:
                         await self.release([ref])
                     return RunResult(checked, ref.run_id if ref else None, attempts, latency_ms, ref)
-            failed.attempts = attempts
-            if ref is not None and _unknown_run(failed):  # the server forgot it: run it anew
-                log.info("run %s is unknown to the server; starting it again", ref.run_id)
-                ref = None
-                failures += 1
-                if failures >= self.settings.max_attempts:
-                    raise failed
-                continue
-            if ref is not None and run_is_over(failed):
-                if kept:  # a new run replaces it: its thread goes now
-                    await self.release([ref])
-                ref = None
-            if failed.rate_limited:
-                before = self.limit.limit
-                self.limit.rejected(slot_started, failed.retry_after_s)
-                if self.limit.limit != before:
-                    log.warning(
-                        "rate limited (%s): runs in flight %d -> %d", failed, before, self.limit.limit
-                    )
-                throttled += 1
-                if throttled > self.settings.rate_limit_retries:
-                    raise failed
-            else:
-                failures += 1
-                if not failed.retryable or failures >= self.settings.max_attempts:
-                    raise failed
-            await asyncio.sleep(self._backoff_s(failures + throttled, failed.retry_after_s))
+                failed.attempts = attempts
+                if ref is not None and _unknown_run(failed):  # the server forgot it: run it anew
+                    log.info("run %s is unknown to the server; starting it again", ref.run_id)
+                    ref = None
+                    failures += 1
+                    if failures >= self.settings.max_attempts:
+                        raise failed
+                    continue
+                if failed.rate_limited:  # cut the limit first: other runs are starting meanwhile
+                    throttled += 1
+                    wait_s = self._backoff_s(throttled, failed.retry_after_s)
+                    self._rejected(failed, slot_started, wait_s)
+                if ref is not None and run_is_over(failed):
+                    if kept:  # a new run replaces it: its thread goes now
+                        await self.release([ref])
+                    ref = None
+                if failed.rate_limited:
+                    if throttled > self.settings.rate_limit_retries:
+                        raise failed
+                    # Waited out in its place: a turned-away run still counts against the limit,
+                    # or places freed at once by rejections would send more into the limit.
+                    await asyncio.sleep(wait_s)
+                    continue
+            failures += 1
+            if not failed.retryable or failures >= self.settings.max_attempts:
+                raise failed
+            await asyncio.sleep(self._backoff_s(failures, failed.retry_after_s))
+
+    def _rejected(self, failed: RunError, started_at: float, wait_s: float) -> None:
+        """Every run waits as long as the rejected one does: its Retry-After, or (a model's limit,
+        told in a graph error, says no more) its backoff."""
+        before = self.limit.limit
+        self.limit.rejected(started_at, wait_s)
+        if self.limit.limit != before:
+            log.warning("rate limited (%s): runs in flight %d -> %d", failed, before, self.limit.limit)
 
     async def _once(
         self, content: bytes, ref: RunRef | None, on_started: OnStarted | None, acknowledged: list[RunRef]

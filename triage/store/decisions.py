@@ -369,7 +369,7 @@ class Store:
             if not inserted(connection, _DECISIONS, carried):
                 return None  # another process carried it over a moment ago
             thread_registry.carry_membership(connection, twin["message_pk"], message_pk)
-            outcome_fields = {name: copied[name] for name in _OUTCOME_FIELDS if name != "decided_by"}
+            outcome_fields = {name: copied[name] for name in _OUTCOME_FIELDS if name in copied}
             return Outcome(**outcome_fields, decided_by=carried_by)
 
     def _has_other_generations(self, raw: RawMessage) -> bool:
