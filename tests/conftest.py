@@ -38,8 +38,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the static checks this session will run now, so they run beside the other tests."""
-    if session.config.option.collectonly:
+    """Start the static checks this session will run now, so they run beside the other tests.
+
+    Not in a worker of `pytest -n` (each collects every test): there the checks run when their
+    test does, once, in the worker that gets it."""
+    if session.config.option.collectonly or os.environ.get("PYTEST_XDIST_WORKER"):
         return
     for item in session.items:
         if item.path.name == "test_static.py" and isinstance(item, pytest.Function):
