@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
 
 from triage.decision import normalise_kind
 from triage.errors import TriageError
@@ -36,7 +35,7 @@ def correct(
         raise TriageError("a correction to existing-thread needs --thread THREAD_ID")
     if kind == "ignore" and thread_id:
         raise TriageError("an ignored message belongs to no thread: drop --thread")
-    with Session(store.engine, expire_on_commit=False) as session, session.begin():
+    with store.sessions.begin() as session:  # under the write lock from its first read
         if session.get(DecisionRecord, decision_id) is None:
             raise TriageError(f"no decision with id {decision_id}")
         correction = Correction(

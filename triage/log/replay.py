@@ -254,7 +254,7 @@ def _record_replayed(
 
     Only the decision is rewritten: threads and mailbox actions are routing's, and replay does not route.
     """
-    with Session(store.engine) as session, session.begin():
+    with store.sessions.begin() as session:  # under the write lock from its first read
         record = session.get_one(DecisionRecord, decision_id)
         record.prompt, record.template_hash = prepared.prompt, template_hash
         record.assistant_id = prepared.request["assistant_id"]

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Select, delete, func, null, select, update
 
 from triage.store.decisions import Store
+from triage.store.engine import writer
 from triage.store.models import SEARCH_INDEX, Base, Correction, DecisionRecord, StoredMessage
 
 T = TypeVar("T")
@@ -39,7 +40,9 @@ def purge(store: Store, before: datetime, *, keep_decisions: bool) -> Purged:
     old = select(DecisionRecord.id).where(
         DecisionRecord.created_at < before.astimezone(UTC), DecisionRecord.status != "pending"
     )
-    with store.engine.begin() as connection:
+    # It reads before it writes: begun under the write lock, or another writer (a daemon's
+    # heartbeat) in between makes SQLite refuse the upgrade at once, whatever the busy timeout.
+    with writer(store.engine).begin() as connection:
         bodies = connection.execute(
             update(StoredMessage)
             .where(StoredMessage.id.in_(old.with_only_columns(DecisionRecord.message_pk)))
