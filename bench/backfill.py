@@ -88,14 +88,24 @@ async def _load(url: str, connections: int, per_connection: int, body: bytes) ->
             for _ in range(per_connection):
                 writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(re.search(rb"content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
-                await reader.readexactly(length)
+                await _read_body(reader, head)
                 ok += head.startswith(b"HTTP/1.1 200")
         finally:
             writer.close()
         return ok
 
     return sum(await asyncio.gather(*(one_connection() for _ in range(connections))))
+
+
+async def _read_body(reader: asyncio.StreamReader, head: bytes) -> None:
+    """The body after `head`: by its Content-Length, or chunked (a slow run's answer is)."""
+    declared = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+    if declared is not None:
+        await reader.readexactly(int(declared.group(1)))
+        return
+    while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+        await reader.readexactly(size + 2)
+    await reader.readuntil(b"\r\n")
 
 
 def _load_body() -> dict[str, object]:

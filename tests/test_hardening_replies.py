@@ -11,7 +11,7 @@ import pytest
 from tests.support.cli import run_triage
 from tests.support.run_server import FakeRunServer, ScriptedByUid
 from tests.support.store_view import rows
-from triage.runs import MAX_RESPONSE_BYTES
+from triage.run_replies import MAX_RESPONSE_BYTES
 
 pytestmark = pytest.mark.integration
 

@@ -87,6 +87,7 @@ class LangGraphSettings(Section):
     on_completion: Literal["delete", "keep"] = "delete"
     allow_insecure: bool = False
     ca_file: Path | None = None  # a private CA's bundle; else $SSL_CERT_FILE, else certifi's
+    http2: bool = False  # offered over https (ALPN); needs the `http2` extra
 
     @field_validator("metadata", "config")
     @classmethod

@@ -1,57 +1,52 @@
-"""Stateless runs against a LangGraph API server: `POST {url}/runs/wait`.
+"""Stateless runs against a LangGraph API server: `POST /runs/wait`, or `POST /runs` and a join.
 
-The real server answers 200 even when the graph raised (`__error__` in the body) and when its own
-timeout struck (the last state, with no AI answer); both are errors here, never decisions. A slow
-run streams a newline every few seconds, so a per-read timeout never fires: every call has a total
-deadline instead.
+A slow run streams a newline every few seconds, so a per-read timeout never fires: every call has a
+total deadline instead. What the replies mean is triage.run_replies'; the connections under httpx
+are triage.run_transport's; how many runs may be in flight is triage.adaptive_limit's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import importlib.util
 import json
 import logging
-import os
-import re
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 
 from triage import __version__
 from triage.adaptive_limit import AdaptiveLimit
-from triage.clock import backoff_s, utc_now
+from triage.clock import backoff_s
 from triage.errors import ConfigError, RunError, TriageError
 from triage.hosts import is_loopback_host
+from triage.run_replies import (
+    RunRef,
+    answer,
+    created_ref,
+    final_state,
+    read_bounded,
+    ref_of,
+    run_is_over,
+    short,
+    unknown_run,
+)
+from triage.run_transport import connection_limits, run_transport
 
 if TYPE_CHECKING:  # at run time this module never loads the settings (see RunsSettings)
     from triage.config import LangGraphSettings
 
 log = logging.getLogger("triage.runs")
 
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _BACKOFF_BASE_S = 0.5  # the first retry's wait, doubling up to backoff_cap_s
 _KEEPALIVE_S = 4.0  # an idle connection is closed after this long: before uvicorn closes it, at 5 s
 _SPARE_CONNECTIONS = 4  # beyond the runs: thread deletions and the routing's API calls
 _USER_AGENT = f"triage/{__version__}"
-# A final state is a few levels deep; anything deeper is hostile or broken, and deep values make
-# the store's JSON encoder recurse.
-MAX_JSON_DEPTH = 64
-# How a model provider's rate limit reads when it surfaces as a graph error in a 200.
-_RATE_LIMITED = re.compile(r"rate.?limit|too many requests|\b429\b", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class RunRef:
-    """A run the server acknowledged: it can be joined for its result until its thread is deleted."""
-
-    thread_id: str
-    run_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +81,15 @@ class RunsSettings:
     min_concurrency: int = 1
     rate_limit_retries: int = 10
     ca_file: str | None = None
+    http2: bool = False
 
     @classmethod
     def of(cls, settings: LangGraphSettings, *, max_concurrency: int | None = None) -> RunsSettings:
-        """Checked first: the API key is never sent in clear to a host that is not this one."""
+        """Checked first: the API key is never sent in clear to a host that is not this one, and
+        HTTP/2 is asked for only where it can be spoken."""
         check_transport(settings)
+        if settings.http2 and importlib.util.find_spec("h2") is None:
+            raise ConfigError("langgraph.http2 needs the h2 package: pip install 'triage[http2]'")
         return cls(
             url=settings.url.rstrip("/"),
             api_key=settings.api_key.get_secret_value() if settings.api_key is not None else None,
@@ -103,6 +102,7 @@ class RunsSettings:
             min_concurrency=settings.min_concurrency,
             rate_limit_retries=settings.rate_limit_retries,
             ca_file=str(settings.ca_file) if settings.ca_file is not None else None,
+            http2=settings.http2,
         )
 
 
@@ -162,20 +162,24 @@ class RunsClient:
         if settings.api_key is not None:
             headers["x-api-key"] = settings.api_key
         connections = settings.max_concurrency + _SPARE_CONNECTIONS
+        verify = _tls(settings.ca_file)
+        limits = connection_limits(connections, _KEEPALIVE_S)
+        # Our transport where no proxy is configured; under a proxy, httpx's own, which reads the
+        # proxy settings (and NO_PROXY) from the environment only when it builds the transport.
+        proxied = any(scheme in urllib.request.getproxies() for scheme in ("http", "https", "all"))
+        transport = None if proxied else run_transport(connections, verify, settings.http2, _KEEPALIVE_S)
         self._client = httpx.AsyncClient(
             base_url=settings.url,
             headers=headers,
             # Per-read timeouts never fire on a slow run (it sends a newline every few seconds):
             # each call has a total deadline of its own instead (see _request).
             timeout=httpx.Timeout(None, connect=min(settings.timeout_s, 10.0)),
-            limits=httpx.Limits(
-                max_connections=connections,
-                max_keepalive_connections=connections,
-                keepalive_expiry=_KEEPALIVE_S,
-            ),
-            verify=_tls(settings.ca_file),
+            transport=transport,
+            limits=limits,
+            verify=verify,
             follow_redirects=False,
             trust_env=True,
+            http2=settings.http2,
         )
 
     async def __aenter__(self) -> RunsClient:
@@ -200,7 +204,7 @@ class RunsClient:
             ) from None
         except httpx.TransportError as exc:
             raise TriageError(
-                f"cannot reach the LangGraph server at {self.settings.url}: {_short(exc)}"
+                f"cannot reach the LangGraph server at {self.settings.url}: {short(exc)}"
             ) from None
 
     async def run(
@@ -225,7 +229,7 @@ class RunsClient:
                 try:
                     state = await self._once(content, ref, on_started, acknowledged)
                     ref = acknowledged[-1] if acknowledged else ref
-                    checked = _final_state(state)
+                    checked = final_state(state)
                 except RunError as error:
                     failed = error
                     ref = acknowledged[-1] if acknowledged else ref
@@ -236,7 +240,7 @@ class RunsClient:
                         await self.release([ref])
                     return RunResult(checked, ref.run_id if ref else None, attempts, latency_ms, ref)
                 failed.attempts = attempts
-                if ref is not None and _unknown_run(failed):  # the server forgot it: run it anew
+                if ref is not None and unknown_run(failed):  # the server forgot it: run it anew
                     log.info("run %s is unknown to the server; starting it again", ref.run_id)
                     ref = None
                     failures += 1
@@ -287,13 +291,13 @@ class RunsClient:
             return state
         if self.settings.mode == "background":
             created, _ = await self._request("POST", "/runs", content)
-            ref = _created_ref(created)
+            ref = created_ref(created)
             started(ref)
             state, _ = await self._request("GET", _join_path(ref))
             return state
 
         def on_headers(headers: httpx.Headers) -> None:
-            if (new := _ref_of(headers.get("content-location"))) is not None:
+            if (new := ref_of(headers.get("content-location"))) is not None:
                 started(new)
 
         state, _ = await self._request("POST", "/runs/wait", content, on_headers=on_headers)
@@ -375,14 +379,14 @@ class RunsClient:
                 async with self._client.stream(method, path, content=content, headers=headers) as response:
                     if on_headers is not None and response.is_success:
                         on_headers(response.headers)
-                    body = await _read_bounded(response)
-                    return _answer(response.status_code, response.headers, body), response.headers
+                    body = await read_bounded(response)
+                    return answer(response.status_code, response.headers, body), response.headers
         except TimeoutError:
             raise RunError("timeout", f"no answer within {self.settings.timeout_s:g} s") from None
         except httpx.TimeoutException as exc:
-            raise RunError("timeout", _short(exc)) from None
+            raise RunError("timeout", short(exc)) from None
         except httpx.TransportError as exc:
-            raise RunError("connect", _short(exc)) from None
+            raise RunError("connect", short(exc)) from None
 
 
 def _tls(ca_file: str | None) -> ssl.SSLContext | bool:
@@ -402,62 +406,13 @@ def _encoded(body: dict[str, Any]) -> bytes:
         raise RunError("bad-request", f"the request cannot be sent as JSON: {exc}", attempts=1) from None
 
 
-def _final_state(state: Any) -> dict[str, Any]:
-    """The state of a run that answered; RunError where it holds no answer to decide from."""
-    if not isinstance(state, dict):
-        raise RunError("bad-body", "the final state is not a JSON object")
-    if isinstance(error := state.get("__error__"), dict):
-        detail = f"{error.get('error')}: {error.get('message')}"
-        raise RunError("graph-error", detail, rate_limited=bool(_RATE_LIMITED.search(detail)))
-    if "decision" not in state and not _ends_with_ai_message(state):
-        raise RunError("no-answer", "the final state has no AI message (server-side timeout?)")
-    return state
-
-
-def run_is_over(error: RunError) -> bool:
-    """Whether the run itself ended (so a retry needs a new one), rather than our wait for it."""
-    return error.kind in ("graph-error", "no-answer", "bad-body")
-
-
-def _unknown_run(error: RunError) -> bool:
-    """A join the server cannot answer: its run or thread is gone (deleted, or lost in a crash of
-    the server). LangGraph says so in a 200 whose error is an HTTPException 404."""
-    return error.http_status == 404 or (
-        error.kind == "graph-error" and error.detail.startswith("HTTPException: 404")
-    )
-
-
 def _join_path(ref: RunRef) -> str:
     return f"/threads/{ref.thread_id}/runs/{ref.run_id}/join"
-
-
-def _created_ref(created: Any) -> RunRef:
-    if isinstance(created, dict) and isinstance(created.get("run_id"), str):
-        thread_id = created.get("thread_id")
-        if isinstance(thread_id, str):
-            return RunRef(thread_id, created["run_id"])
-    raise RunError(
-        "bad-body", f"POST /runs did not answer with a run and thread id: {_excerpt(str(created).encode())}"
-    )
 
 
 def _json_bytes(body: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON, as httpx's `json=` sends it; NaN is refused, as JSON has none."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _answer(status: int, headers: httpx.Headers, content: bytes) -> Any:
-    if not 200 <= status < 300:
-        raise RunError(
-            "http",
-            f"HTTP {status}: {_http_detail(status, headers, content)}",
-            http_status=status,
-            retry_after_s=_retry_after_s(headers.get("retry-after")),
-            rate_limited=status in (429, 503),
-        )
-    if status == 204 or not content:
-        return None
-    return decode_body(content, headers.get("content-type", ""))
 
 
 def check_transport(settings: LangGraphSettings) -> None:
@@ -473,112 +428,3 @@ def check_transport(settings: LangGraphSettings) -> None:
             f"langgraph.url {settings.url} is plain http: the API key would cross the network in clear"
             " (use https, or set langgraph.allow_insecure = true)"
         )
-
-
-def decode_body(content: bytes, content_type: str) -> Any:
-    """JSON from a response body, or a bad-body RunError that says in a few words what is wrong."""
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RunError("bad-body", f"not UTF-8 (invalid byte at {exc.start})") from None
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        raise RunError("bad-body", "JSON nested too deeply") from None
-    except ValueError:
-        kind = content_type.split(";")[0].strip() or "no content-type"
-        raise RunError("bad-body", f"not JSON ({kind}): {_excerpt(content)}") from None
-    if _deeper_than(value, MAX_JSON_DEPTH):
-        raise RunError("bad-body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
-    return value
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Iterative, so a hostile value cannot exhaust the stack while being measured."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        for child in children:
-            if isinstance(child, dict | list):
-                if depth + 1 > limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
-
-
-def _http_detail(status: int, headers: httpx.Headers, content: bytes) -> str:
-    """A redirect names where it pointed (it is never followed); anything else, its body."""
-    if httpx.codes.is_redirect(status):
-        location = headers.get("location", "(no location)")
-        return f"redirect to {_excerpt(location.encode())} (not followed)"
-    return _excerpt(content)
-
-
-async def _read_bounded(response: httpx.Response) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        raise RunError("bad-body", f"response of {int(declared)} bytes, over {MAX_RESPONSE_BYTES}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise RunError("bad-body", f"response larger than {MAX_RESPONSE_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _ends_with_ai_message(state: dict[str, Any]) -> bool:
-    messages = state.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return False
-    last = messages[-1]
-    return isinstance(last, dict) and last.get("type") in ("ai", "AIMessageChunk")
-
-
-def _ref_of(content_location: str | None) -> RunRef | None:
-    """The run named by `content-location: /threads/{thread_id}/runs/{run_id}`."""
-    match = re.fullmatch(r".*/threads/([^/]+)/runs/([^/]+)", content_location or "")
-    return RunRef(match[1], match[2]) if match else None
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - utc_now()).total_seconds())
-
-
-def _excerpt(content: bytes, limit: int = 160) -> str:
-    text = content.decode("utf-8", errors="replace").strip()
-    text = " ".join(text.split())
-    return text[:limit] + ("..." if len(text) > limit else "") if text else "(empty body)"
-
-
-def _short(exc: Exception) -> str:
-    """The exception's kind and what the socket said (`ConnectError: Connection refused`)."""
-    text = str(exc)
-    cause: BaseException | None = exc
-    while cause is not None:  # httpx wraps the socket's own error a few levels down
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            text = f"certificate verify failed: {cause.verify_message}"
-            break
-        if isinstance(cause, ssl.SSLError):
-            text = cause.reason or str(cause)
-            break
-        if isinstance(cause, OSError) and isinstance(cause.errno, int):
-            text = os.strerror(cause.errno) if cause.errno > 0 else str(cause.strerror)
-            break
-        cause = cause.__cause__ or cause.__context__
-    text = re.sub(r"^\[Errno -?\d+\] ", "", text)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
