@@ -1,7 +1,7 @@
 """Shared fixtures: a real `langgraph dev` serving the reference assistant, a private Dovecot.
 
-Where a server is not installed the tests that need it skip with the reason, except in CI
-(`CI=true`), where a missing server is a failure.
+Where a server is not installed the tests that need it skip with the reason, except in CI (`CI`
+set to anything but empty, 0, false or no), where a missing server is a failure.
 
 Two tiers: tests marked `integration` need a real Dovecot, a real `langgraph dev`, root, triage
 run as a subprocess, or signals and crashes; the rest (`pytest -m "not integration"`) need none of
@@ -23,7 +23,7 @@ from tests.support.dovecot import DOVECOT, DovecotServer
 from triage.devserver import DevServer
 from triage.store import Store
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 # Fixtures that start a real server: a test asking for one is an integration test.
 REAL_SERVERS = frozenset({"dovecot", "dovecot_tls", "langgraph_server"})
 # Modules whose tests all fill their logs by real backfills, and which cannot carry their own mark.
@@ -51,6 +51,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish() -> None:
     static_checks.stop_all()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """In CI a skip of any kind (a `skipif` too) is a failure: CI must not go green on skips."""
+    report: pytest.TestReport = yield
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be: {report.longrepr}"
+    return report
 
 
 def require(available: bool, reason: str) -> None:
