@@ -303,17 +303,24 @@ def _wall(result: Result) -> str:
     return f"{result.run.wall_s:.1f}" if result.run is not None else "-"
 
 
-def rate_limit_row(result: Result, rate: float, burst: int, latency_s: float) -> list[str]:
-    share = result.runs_per_s / rate
-    ceiling = rate_limit_ceiling(result.runs, rate, burst, latency_s)
-    errors = result.statuses.get("error", 0)
-    met = share >= SHARE_TARGET and result.rejected_share <= REJECTED_TARGET and errors == 0
+def _measured(result: Result) -> list[str]:
+    """The first cells of every scenario's row: what it was, what it recorded, how long, how fast."""
     return [
         result.scenario.label,
         _decisions(result),
         _wall(result),
         f"{result.loop_s:.1f}",
         f"{result.runs_per_s:.2f}",
+    ]
+
+
+def rate_limit_row(result: Result, rate: float, burst: int, latency_s: float) -> list[str]:
+    share = result.runs_per_s / rate
+    ceiling = rate_limit_ceiling(result.runs, rate, burst, latency_s)
+    errors = result.statuses.get("error", 0)
+    met = share >= SHARE_TARGET and result.rejected_share <= REJECTED_TARGET and errors == 0
+    return [
+        *_measured(result),
         f"{rate:g} allowed (ceiling {ceiling:.2f})",
         f"{share:.3f}",
         f"{100 * result.rejected_share:.1f}% ({result.rejected})",
@@ -327,11 +334,7 @@ def rate_limit_row(result: Result, rate: float, burst: int, latency_s: float) ->
 def latency_row(result: Result, mean_s: float) -> list[str]:
     ideal = result.scenario.concurrency / mean_s if mean_s > 0 else math.inf
     return [
-        result.scenario.label,
-        _decisions(result),
-        _wall(result),
-        f"{result.loop_s:.1f}",
-        f"{result.runs_per_s:.2f}",
+        *_measured(result),
         f"{ideal:.2f} = {result.scenario.concurrency} / {mean_s:.2f} s",
         f"{result.runs_per_s / ideal:.3f}",
         f"{100 * result.rejected_share:.1f}% ({result.rejected})",

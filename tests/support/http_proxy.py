@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
+from tests.support.on_a_thread import ServedOnAThread
+
 MAX_HEAD_BYTES = 64 * 1024
 READ_BYTES = 64 * 1024
-START_TIMEOUT_S = 20.0
 CONNECT_TIMEOUT_S = 10.0
 # Headers about one connection, not the message (RFC 9110 7.6.1): never passed on. Transfer-Encoding
 # is one too, but bodies are relayed as they were framed, so it stays true on the next hop.
@@ -76,8 +77,11 @@ class _Head:
         return f"{start}\r\n{lines}\r\n".encode("latin-1")
 
 
-class HttpProxy:
+class HttpProxy(ServedOnAThread):
     """A forward proxy on a free port of 127.0.0.1; ``hosts`` maps names to addresses before DNS."""
+
+    thread_name = "http-proxy"
+    stop_timeout_s = 10.0
 
     def __init__(
         self, *, hosts: Mapping[str, str] | None = None, require_auth: tuple[str, str] | None = None
@@ -91,8 +95,6 @@ class HttpProxy:
         self._lock = threading.Lock()  # the list grows on the proxy's thread, is read on the test's
         self._clients: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def requests(self) -> list[tuple[str, str]]:
@@ -119,29 +121,6 @@ class HttpProxy:
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
-
-    def __enter__(self) -> HttpProxy:
-        """Serve from a thread of this process, on an event loop of its own."""
-        loop = self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, name="http-proxy", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self.start(), loop).result(START_TIMEOUT_S)
-        except BaseException:
-            loop.call_soon_threadsafe(loop.stop)
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        if not thread.is_alive():
-            loop.close()
 
     # ----------------------------------------------------------------------- a client connection
 

@@ -82,6 +82,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
 
+from tests.support.on_a_thread import ServedOnAThread
 from tests.support.run_store import Body, Run, RunStore, TokenBucket, parse_latency, retry_after
 
 Script = Iterable[str] | Callable[[int, Body], str]
@@ -155,8 +156,10 @@ _JSON = {"content-type": "application/json"}
 _PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 
-class FakeRunServer:
+class FakeRunServer(ServedOnAThread):
     """A stub run server; ``behaviours`` is a script (last entry repeats) or ``f(index, body)``."""
+
+    thread_name = "run-server"
 
     def __init__(
         self,
@@ -210,8 +213,6 @@ class FakeRunServer:
         self._api_calls = 0
         self._open: set[_Connection] = set()
         self._server: asyncio.Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -235,29 +236,6 @@ class FakeRunServer:
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
-
-    def __enter__(self) -> FakeRunServer:
-        """Serve from a thread of this process."""
-        loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, name="run-server", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self.start(), loop).result(START_TIMEOUT_S)
-        except BaseException:
-            loop.call_soon_threadsafe(loop.stop)
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        if not thread.is_alive():
-            loop.close()
 
     def go_away(self) -> None:
         """From any thread: stop listening (connecting is refused) and close every connection."""
