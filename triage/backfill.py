@@ -225,21 +225,27 @@ async def _batched_writes(pipeline: Pipeline, plan: BackfillPlan) -> AsyncIterat
     if store is None or plan.dry_run or not pipeline.only_records:
         yield
         return
+    releasing: set[asyncio.Task[None]] = set()
     with store.batched():
-        committer = asyncio.create_task(_commit_every(pipeline, store, _COMMIT_EVERY_S))
+        committer = asyncio.create_task(_commit_every(pipeline, store, _COMMIT_EVERY_S, releasing))
         try:
             yield
         finally:
             committer.cancel()
-    await pipeline.release_runs()
+    await asyncio.gather(*releasing, pipeline.release_runs())
 
 
-async def _commit_every(pipeline: Pipeline, store: Store, seconds: float) -> None:
-    """Commit the batch, then delete the server threads of the runs it made safe."""
+async def _commit_every(
+    pipeline: Pipeline, store: Store, seconds: float, releasing: set[asyncio.Task[None]]
+) -> None:
+    """Commit the batch, then delete the server threads of the runs it made safe, beside the next
+    commits (a slow deletion must not hold back the records, nor the acknowledgements of runs)."""
     while True:
         await asyncio.sleep(seconds)
         store.commit_batch()
-        await pipeline.release_runs()
+        task = asyncio.create_task(pipeline.release_runs())
+        releasing.add(task)
+        task.add_done_callback(releasing.discard)
 
 
 def _dry_run_kind(prepared: Prepared | Unparseable) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from triage.config import RoutingSettings, Settings
 from triage.decision import parse_decision
-from triage.errors import RunError
+from triage.errors import RunError, TriageError
 from triage.message import Email, Unparseable, parse_email
 from triage.prompt import PromptRenderer
 from triage.routing import Router, apply_mailbox_actions, initial_status, may_act, planned, would_do
@@ -283,7 +283,11 @@ class Pipeline:
         if not self._to_release or self.runs is None or self.store is None:
             return
         due, self._to_release = self._to_release, []
-        released = set(await self.runs.release([ref for _, ref in due]))
+        try:
+            released = set(await self.runs.release([ref for _, ref in due]))
+        except TriageError as error:  # they stay noted on their decisions: the next start tries again
+            log.warning("%d run threads not deleted yet: %s", len(due), error)
+            return
         self.store.runs_released([pk for pk, ref in due if ref in released])
 
     async def release_leftover_runs(self) -> None:
