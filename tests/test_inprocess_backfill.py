@@ -316,3 +316,29 @@ def test_the_library_drives_a_mailbox_through_the_pipeline(tmp_path: Path) -> No
         **{uid: ("ok", "new-task", 1) for uid in range(1, 5)},
         5: ("unparseable", None, 0),
     }
+
+
+def test_a_refused_api_key_stops_the_backfill_in_one_line(tmp_path: Path, capsys: Capsys) -> None:
+    box = write_mbox(tmp_path / "in.mbox", _mail(12))
+    langgraph = {**FAST_RUNS, "max_concurrency": 1}
+    with FakeRunServer(api_key="the-right-key-7f3a") as server:
+        wrong = write_file_config(
+            tmp_path, server.url, langgraph={**langgraph, "api_key": "a-wrong-key-91c2"}
+        )
+        refused = triage(capsys, "--config", wrong, "backfill", "--source", box)
+        sent = server.paths.count("/runs/wait")
+        right = write_file_config(
+            tmp_path, server.url, langgraph={**langgraph, "api_key": "the-right-key-7f3a"}
+        )
+        accepted = triage(capsys, "--config", right, "backfill", "--source", box, "--quiet")
+        keys = {h.get("x-api-key") for h, p in zip(server.headers, server.paths, strict=True) if p != "/ok"}
+    assert refused.status == 1 and len(refused.err_lines) == 1
+    assert "refused triage's credentials (HTTP 401" in refused.err_lines[0]
+    assert "check langgraph.api_key" in refused.err_lines[0]
+    assert "a-wrong-key-91c2" not in refused.out + refused.err
+    assert 1 <= sent <= 2  # the first refusal stops it: only the run prepared meanwhile may follow
+    assert accepted.status == 0, accepted.err
+    decided = outcomes(tmp_path / "triage.db")
+    assert {outcome[:2] for outcome in decided.values()} == {("ok", "new-task")} and len(decided) == 12
+    assert sum(attempts for _, _, attempts in decided.values()) == 12 + sent  # the refused ones twice
+    assert keys >= {"the-right-key-7f3a"}

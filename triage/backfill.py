@@ -41,6 +41,7 @@ _COMMIT_EVERY_S = 0.1
 _PREPARED_PER_RUN = 2
 # How often to look whether messages another process holds are decided (or free, as it died).
 _HELD_POLL_S = 0.2
+_REFUSED = ("HTTP 401", "HTTP 403")  # how a run's error text begins when the server refused its key
 
 
 @dataclass(slots=True)
@@ -86,27 +87,35 @@ class BackfillPlan:
 
 @dataclass(slots=True)
 class CircuitBreaker:
-    """Opens after `threshold` messages in a row whose runs could not connect, after their retries."""
+    """Opens after `threshold` messages in a row whose runs could not connect, after their retries
+    (0: never); and at once when the run server refuses triage's credentials (HTTP 401 or 403),
+    which no retry mends."""
 
     threshold: int
     in_a_row: int = 0
     last_error: str = ""
+    refused: str = ""
 
     @property
     def open(self) -> bool:
-        return self.threshold > 0 and self.in_a_row >= self.threshold
+        return bool(self.refused) or (self.threshold > 0 and self.in_a_row >= self.threshold)
 
     def note(self, triaged: Triaged) -> None:
         outcome = triaged.outcome
         if outcome is None:
             return
+        text = outcome.error_text or ""
+        if outcome.status == "error" and outcome.error_kind == "http" and text.startswith(_REFUSED):
+            self.refused = text
         if outcome.status == "error" and outcome.error_kind == "connect":
             self.in_a_row += 1
-            self.last_error = outcome.error_text or ""
+            self.last_error = text
         else:
             self.in_a_row = 0
 
     def reason(self) -> str:
+        if self.refused:
+            return f"the run server refused triage's credentials ({self.refused}): check langgraph.api_key"
         return f"{self.threshold} runs in a row could not reach the run server ({self.last_error})"
 
 

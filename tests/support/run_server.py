@@ -51,6 +51,7 @@ server's thread. ``ok`` answers after ``latency_s`` (0 by default), or after a d
 is a token bucket on run creation: past it, 429 with a ``Retry-After`` that is enough to wait
 (``rate_limit_mode="http"``), or (``"graph-error"``) a run ending at once in a ``RateLimitError``
 state, as a model provider's 429 surfaces through LangGraph; a rejected request takes no behaviour.
+With ``api_key``, a request other than ``GET /ok`` without that ``x-api-key`` gets a 401.
 ``gone_after_health_check`` answers ``GET /ok`` and then refuses every connection (``go_away()``
 does that at any time): a server that went away.
 
@@ -177,6 +178,7 @@ class FakeRunServer(ServedOnAThread):
         rate_limit: tuple[float, int] | None = None,
         rate_limit_mode: RateLimitMode = "http",
         heartbeat_s: float = HEARTBEAT_S,
+        api_key: str | None = None,
     ) -> None:
         self._pick = _as_script(behaviours)
         self._api_pick = _as_script(api_behaviours)
@@ -194,6 +196,8 @@ class FakeRunServer(ServedOnAThread):
         self.record = record  # keep what was received (a benchmark's server keeps only counts)
         # Answer `GET /ok`, then refuse connections: a server gone as soon as triage checked it.
         self.gone_after_health_check = gone_after_health_check
+        # Like a LangGraph Platform deployment: any request but `GET /ok` needs this x-api-key (401).
+        self.api_key = api_key
         self.url = ""
         self.requests: list[Body] = []  # scripted requests' JSON bodies (``{}`` if not a JSON object)
         self.paths: list[str] = []  # paths of every request, ``GET /ok`` included
@@ -279,6 +283,9 @@ class FakeRunServer(ServedOnAThread):
             connection.reply(response(200, {"ok": True}), request)
             if self.gone_after_health_check:
                 self._go_away()
+            return
+        if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
+            connection.reply(response(401, {"detail": "Invalid API key"}), request)
             return
         body = _json_object(request.body)
         if path == "/threads" or path.startswith("/threads/"):
