@@ -16,6 +16,7 @@ import pytest
 from tests.support.cli import run_triage
 from tests.support.configs import write_config
 from tests.support.dovecot import DovecotServer
+from tests.support.run_server import FakeRunServer
 from tests.support.store_view import final_count, outcomes, rows
 from tests.support.watchd import WatchProcess, wait_until, watcher_state, watchers_in_state
 from triage.devserver import DevServer
@@ -250,6 +251,23 @@ def test_wrong_password_is_fatal_with_one_line(setup: tuple[Path, DovecotServer,
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("triage: error: IMAP login failed"), done.stderr
     assert "Traceback" not in done.stderr and "not-the-Pa55word" not in done.stderr
+
+
+def test_a_refused_api_key_stops_the_daemon_with_one_line(tmp_path: Path, dovecot: DovecotServer) -> None:
+    db = tmp_path / "triage.db"
+    with FakeRunServer(api_key="the-right-key-5e1d") as server:
+        langgraph = {"api_key": "a-wrong-key-0b7c", "max_attempts": 1}
+        write_config(tmp_path, dovecot, server.url, watch=WATCH_FAST, timeout_s=3, langgraph=langgraph)
+        with WatchProcess(tmp_path) as daemon:
+            daemon.wait_idle(db)
+            dovecot.append(_plain(2))
+            status = daemon.process.wait(timeout=60)  # it stops by itself
+    assert status == 3, daemon.log  # like a refused IMAP login: a service manager does not restart it
+    refusals = [line for line in daemon.log.splitlines() if "refused triage's credentials (HTTP 401" in line]
+    assert len(refusals) == 1 and refusals[0].startswith("triage: error: "), daemon.log
+    assert "check langgraph.api_key" in refusals[0]
+    assert "Traceback" not in daemon.log and "a-wrong-key-0b7c" not in daemon.log
+    assert {status for status, _, _ in outcomes(db).values()} <= {"error", "pending"}  # retried later
 
 
 def test_json_logs_and_retry_by_hand(setup: tuple[Path, DovecotServer, str]) -> None:

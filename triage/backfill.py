@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from triage.message import Unparseable
 from triage.pipeline import Pipeline, Prepared, Triaged
+from triage.run_replies import refused_credentials
 from triage.sources import RawMessage, Source
 from triage.store import Store, mailboxes, routing_log
 from triage.store.routing_log import RoutingJob
@@ -41,7 +42,6 @@ _COMMIT_EVERY_S = 0.1
 _PREPARED_PER_RUN = 2
 # How often to look whether messages another process holds are decided (or free, as it died).
 _HELD_POLL_S = 0.2
-_REFUSED = ("HTTP 401", "HTTP 403")  # how a run's error text begins when the server refused its key
 
 
 @dataclass(slots=True)
@@ -104,18 +104,17 @@ class CircuitBreaker:
         outcome = triaged.outcome
         if outcome is None:
             return
-        text = outcome.error_text or ""
-        if outcome.status == "error" and outcome.error_kind == "http" and text.startswith(_REFUSED):
-            self.refused = text
+        if outcome.status == "error":
+            self.refused = refused_credentials(outcome.error_kind, outcome.error_text) or self.refused
         if outcome.status == "error" and outcome.error_kind == "connect":
             self.in_a_row += 1
-            self.last_error = text
+            self.last_error = outcome.error_text or ""
         else:
             self.in_a_row = 0
 
     def reason(self) -> str:
         if self.refused:
-            return f"the run server refused triage's credentials ({self.refused}): check langgraph.api_key"
+            return self.refused
         return f"{self.threshold} runs in a row could not reach the run server ({self.last_error})"
 
 

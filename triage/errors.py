@@ -88,6 +88,12 @@ class RunError(TriageError):
         return self.kind in _RETRYABLE
 
 
+class CredentialsRefused(TriageError):
+    """The run server refused triage's API key (HTTP 401 or 403): no retry mends that."""
+
+    exit_code = 3
+
+
 class StoreError(TriageError):
     """The decision log."""
 

@@ -23,8 +23,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from triage.clock import backoff_s, utc_now
 from triage.config import ImapSettings, Settings
-from triage.errors import ConnectFailed, LoginFailed, TriageError
+from triage.errors import ConnectFailed, CredentialsRefused, LoginFailed, TriageError
 from triage.pipeline import Pipeline, Triaged
+from triage.run_replies import refused_credentials
 from triage.sources import RawMessage
 from triage.sources.imap import ImapSource
 from triage.store import Store, mailboxes, store_failed
@@ -92,6 +93,7 @@ class LoopBridge:
         self.semaphore = semaphore
         self.stop = stop
         self.inflight = inflight
+        self.fatal: CredentialsRefused | None = None  # stops the daemon: no retry would mend it
 
     def triage_batch(
         self, raws: list[RawMessage], on_triaged: Callable[[Triaged], None]
@@ -112,6 +114,12 @@ class LoopBridge:
             if self.stop.is_set():
                 return None
             triaged = await self.pipeline.triage(raw)
+        outcome = triaged.outcome
+        if outcome is not None and outcome.status == "error":
+            refused = refused_credentials(outcome.error_kind, outcome.error_text)
+            if refused is not None and self.fatal is None:
+                self.fatal = CredentialsRefused(refused)
+                self.stop.set()
         on_triaged(triaged)
         return triaged
 

@@ -51,6 +51,13 @@ def final_state(state: Any) -> dict[str, Any]:
     return state
 
 
+def refused_credentials(error_kind: str | None, error_text: str | None) -> str | None:
+    """The reason to stop, when a run's error says the server refused its API key (401, 403)."""
+    if error_kind == "http" and (error_text or "").startswith(("HTTP 401", "HTTP 403")):
+        return f"the run server refused triage's credentials ({error_text}): check langgraph.api_key"
+    return None
+
+
 def run_is_over(error: RunError) -> bool:
     """Whether the run itself ended (so a retry needs a new one), rather than our wait for it."""
     return error.kind in ("graph-error", "no-answer", "bad-body")

@@ -124,7 +124,11 @@ class Daemon:
                     self.owner,
                     **watcher.status,
                 )
-            fatal = self._store_fatal or next((w.fatal for w in watchers if w.fatal is not None), None)
+            fatal = (
+                self._store_fatal
+                or bridge.fatal
+                or next((w.fatal for w in watchers if w.fatal is not None), None)
+            )
             if fatal is not None:
                 raise fatal
         log.info("stopped")
