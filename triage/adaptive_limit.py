@@ -43,7 +43,6 @@ class AdaptiveLimit:
         self._last_cut: float | None = None  # monotonic time of the last cut; None: slow start
         self._limit_at_cut = 0.0  # the limit when the last rejection came (CUBIC's W_max)
         self._hold_until = 0.0  # monotonic time before which no run starts (Retry-After)
-        self.throttled = 0  # runs rejected for a rate limit, in all
 
     @property
     def limit(self) -> int:
@@ -96,7 +95,6 @@ class AdaptiveLimit:
     def rejected(self, started_at: float, hold_s: float) -> None:
         """A run that started at `started_at` (monotonic) was turned away for a rate limit; no run
         starts for `hold_s`."""
-        self.throttled += 1
         now = time.monotonic()
         self._hold_until = max(self._hold_until, now + hold_s)
         if self._last_cut is not None and started_at < self._last_cut:

@@ -223,10 +223,10 @@ class Pipeline:
             known = await self._earlier_run(claimed, marker)
         alive: list[RunRef | None] = [known]
 
-        def on_started(ref: RunRef) -> None:
+        def on_started(ref: RunRef) -> None:  # only for a claimed message, which has a store
             alive.append(ref)
-            if store is not None and claimed is not None:
-                store.note_run(claimed, ref.thread_id, ref.run_id)
+            assert store is not None and claimed is not None
+            store.note_run(claimed, ref.thread_id, ref.run_id)
 
         durable = on_started if claimed is not None else None
         try:

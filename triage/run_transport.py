@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
 
-def run_transport(size: int, verify: ssl.SSLContext | bool, http2: bool, keepalive_s: float) -> Any:
+def run_transport(
+    size: int, verify: ssl.SSLContext | bool, http2: bool, keepalive_s: float
+) -> httpx.AsyncBaseTransport:
     """The transport for `size` requests at once to the run server."""
     if http2:
         limits = httpx.Limits(
@@ -54,6 +55,7 @@ class ConnectionPerRequest(httpx.AsyncBaseTransport):
         except BaseException:
             self._give_back(connection)
             raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)  # an async transport's always is
         response.stream = _ReturnedOnClose(response.stream, lambda: self._give_back(connection))
         return response
 
@@ -77,7 +79,7 @@ class ConnectionPerRequest(httpx.AsyncBaseTransport):
 class _ReturnedOnClose(httpx.AsyncByteStream):
     """A response body that gives its connection back when it is closed (read to its end or not)."""
 
-    def __init__(self, stream: Any, give_back: Any) -> None:
+    def __init__(self, stream: httpx.AsyncByteStream, give_back: Callable[[], None]) -> None:
         self._stream = stream
         self._give_back = give_back
         self._returned = False

@@ -52,10 +52,13 @@ _USER_AGENT = f"triage/{__version__}"
 @dataclass(frozen=True, slots=True)
 class RunResult:
     state: dict[str, Any]
-    run_id: str | None
     attempts: int
     latency_ms: int
-    ref: RunRef | None = None
+    ref: RunRef | None = None  # None where the server named no run
+
+    @property
+    def run_id(self) -> str | None:
+        return self.ref.run_id if self.ref else None
 
 
 # Called (synchronously, before the result is awaited) with each run the server acknowledges.
@@ -238,7 +241,7 @@ class RunsClient:
                     latency_ms = int((time.monotonic() - started) * 1000)
                     if kept and on_started is None and ref is not None:
                         await self.release([ref])
-                    return RunResult(checked, ref.run_id if ref else None, attempts, latency_ms, ref)
+                    return RunResult(checked, attempts, latency_ms, ref)
                 failed.attempts = attempts
                 if ref is not None and unknown_run(failed):  # the server forgot it: run it anew
                     log.info("run %s is unknown to the server; starting it again", ref.run_id)

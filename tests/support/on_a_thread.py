@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import threading
@@ -10,7 +11,7 @@ from typing import Self
 START_TIMEOUT_S = 20.0
 
 
-class ServedOnAThread:
+class ServedOnAThread(abc.ABC):
     """`with Server(...) as server:` runs the subclass's `start()` on a new loop in a new thread,
     and its `stop()` at the end (within `stop_timeout_s`)."""
 
@@ -19,11 +20,13 @@ class ServedOnAThread:
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
 
+    @abc.abstractmethod
     async def start(self) -> None:
-        raise NotImplementedError
+        """Begin serving, in the running loop."""
 
+    @abc.abstractmethod
     async def stop(self) -> None:
-        raise NotImplementedError
+        """Stop serving and close what is open, in the running loop."""
 
     def __enter__(self) -> Self:
         loop = self._loop = asyncio.new_event_loop()
