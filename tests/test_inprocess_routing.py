@@ -183,7 +183,7 @@ def test_mailbox_actions_flag_new_tasks_and_move_ignored_mail(tmp_path: Path, ca
         tmp_path / "triage.db", "SELECT routing_status, routing_actions FROM decisions ORDER BY id"
     ) == [
         ("done", json.dumps({"done": ["flagged $TriageNewTask"]})),
-        ("done", json.dumps({"done": ["moved to Triage/Ignored"]})),
+        ("done", json.dumps({"done": ["moved to Triage/Ignored"], "moved_to": "Triage/Ignored"})),
         ("done", json.dumps({"done": ["flagged $TriageNewTask"]})),
     ]
 

@@ -429,7 +429,7 @@ def test_review_walks_the_queue_through_a_pseudo_terminal(
     child.expect("--- raw response ---")
     child.expect(keys)
     child.send("a")
-    child.expect(r"recorded: existing-thread \(thread thread-9\)")
+    child.expect(r"confirmed: existing-thread \(thread thread-9\)")
     child.expect(r"\[3/8\]")
     child.expect(keys)
     child.send("s")
@@ -445,10 +445,10 @@ def test_review_walks_the_queue_through_a_pseudo_terminal(
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
-    assert rows(db, "SELECT decision_pk, decision, thread_id, author FROM corrections ORDER BY id") == [
-        (queue[0], "ignore", None, "rev"),
-        (queue[1], "existing-thread", "thread-9", "rev"),
-        (queue[3], "existing-thread", "thread-77", "rev"),
+    assert rows(db, "SELECT decision_pk, kind, decision, thread_id, author FROM corrections ORDER BY id") == [
+        (queue[0], "correction", "ignore", None, "rev"),
+        (queue[1], "confirmation", "existing-thread", "thread-9", "rev"),
+        (queue[3], "correction", "existing-thread", "thread-77", "rev"),
     ]
     # Corrected ones leave the queue; the skipped one is still there.
     left = subprocess.run(

@@ -111,6 +111,12 @@ class LangGraphSettings(Section):
 class PromptSettings(Section):
     template: Path | None = None
     max_body_chars: int = Field(default=4000, ge=200)
+    max_examples: int = Field(default=4, ge=0, le=50)  # labelled past decisions offered; 0: none
+
+
+class LearningSettings(Section):
+    # What a message the user moves back out of an action's folder is corrected to.
+    moved_back_decision: Literal["new-task", "ignore"] = "new-task"
 
 
 class StoreSettings(Section):
@@ -176,6 +182,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
 
     @property
     def has_mailbox_actions(self) -> bool:

@@ -188,6 +188,14 @@ def truncate(text: str, limit: int) -> str:
     return text[:head] + marker + text[-tail:]
 
 
+def list_key(list_id: str | None) -> str:
+    """A List-Id's identifying part (`<id>` when bracketed), lower-case, without spaces."""
+    if not list_id:
+        return ""
+    inside = list_id[list_id.rfind("<") + 1 : list_id.rfind(">")] if "<" in list_id else list_id
+    return "".join(inside.split()).lower()
+
+
 def _first(items: list[str]) -> str | None:
     return items[0] if items else None
 

@@ -15,6 +15,8 @@ from typing import Any
 from triage.config import RoutingSettings, Settings
 from triage.decision import parse_decision
 from triage.errors import RunError, TriageError
+from triage.examples import Example, Examples
+from triage.filing import Filed, Filing
 from triage.message import Email, Unparseable, parse_email
 from triage.prompt import PromptRenderer
 from triage.routing import Router, apply_mailbox_actions, initial_status, may_act, planned, would_do
@@ -22,6 +24,7 @@ from triage.rules import first_match
 from triage.runs import RunRef, Runs, build_request, run_is_over
 from triage.sources import RawMessage, Source
 from triage.store import Claim, Claimed, Outcome, Store, routing_log, thread_registry
+from triage.store.moves import MOVED, earlier_decision
 from triage.store.routing_log import RoutingJob
 from triage.store.thread_registry import ThreadAssignment
 from triage.threads import ThreadCandidate, message_key, thread_id_for
@@ -40,6 +43,7 @@ class Prepared:
     prompt: str
     request: dict[str, Any]
     candidates: list[ThreadCandidate]
+    examples: list[Example]
     without_run: Outcome | None  # a rule, or headers in `decide` mode, settle it: no run is sent
 
 
@@ -51,7 +55,7 @@ class Triaged:
     raw: RawMessage
     subject: str
     outcome: Outcome | None
-    carried_over: bool = False  # decided before, under an earlier UIDVALIDITY
+    carried_over: bool = False  # decided before: under an earlier UIDVALIDITY, or moved here by triage
     routing: RoutingJob | None = None  # mailbox actions left for whoever holds the connection
     planned: tuple[str, ...] = ()  # in a dry run: what carrying the decision out would have done
 
@@ -87,6 +91,8 @@ class Pipeline:
             if runs is not None and store is not None
             else None
         )
+        self.examples = Examples(store, settings.prompt.max_examples)
+        self.filing = Filing(settings)
         self._in_flight = InFlight()
         # Runs whose outcome is recorded but maybe not committed yet: their threads go once it is.
         self._to_release: list[tuple[int, RunRef]] = []
@@ -103,9 +109,16 @@ class Pipeline:
         return self.render(raw, email)
 
     def render(
-        self, raw: RawMessage, email: Email, candidates: list[ThreadCandidate] | None = None
+        self,
+        raw: RawMessage,
+        email: Email,
+        candidates: list[ThreadCandidate] | None = None,
+        examples: list[Example] | None = None,
     ) -> Prepared:
-        """The prompt and request for an email; the thread registry's candidates unless given."""
+        """The prompt and request for an email; the thread registry's candidates and the examples
+        chosen now, unless given."""
+        if examples is None:
+            examples = self.examples.choose(raw.account, email)
         if candidates is None:
             candidates = (
                 thread_registry.candidates(
@@ -114,12 +127,13 @@ class Pipeline:
                 if self.store is not None
                 else []
             )
-        prompt = self.renderer.render(email, account=raw.account, mailbox=raw.mailbox, threads=candidates)
+        prompt = self.renderer.render(
+            email, account=raw.account, mailbox=raw.mailbox, threads=candidates, examples=examples
+        )
         identity = {**raw.identity, "message_id": email.message_id}
         request = build_request(self.settings.langgraph, prompt, identity)
-        return Prepared(
-            raw, email, prompt, request, candidates, decide_without_run(self.routing, email, candidates)
-        )
+        without_run = decide_without_run(self.routing, email, candidates)
+        return Prepared(raw, email, prompt, request, candidates, examples, without_run)
 
     def plan_for(self, raw: RawMessage, outcome: Outcome) -> list[str]:
         """What carrying this decision out does, ignoring any dry run."""
@@ -144,23 +158,39 @@ class Pipeline:
         carried = self.store.carry_over(raw, prepared.email)
         if carried is not None:
             return Triaged(raw, prepared.email.subject, carried, carried_over=True)
+        filed = self._filed(raw, prepared.email)
+        if filed is not None and filed.carry_from is not None:
+            moved = self.store.carry_from(raw, prepared.email, filed.carry_from, MOVED)
+            return Triaged(raw, prepared.email.subject, moved, carried_over=moved is not None)
         claim = Claim(
             prepared.prompt,
             self.renderer.template_hash,
             self.settings.langgraph.assistant_id,
             prepared.request["metadata"],
             [candidate.as_record() for candidate in prepared.candidates],
+            [example.as_record() for example in prepared.examples],
         )
         claimed = self.store.claim(raw, prepared.email, claim)
         if claimed is None:
             return Triaged(raw, prepared.email.subject, None)
-        outcome = prepared.without_run or await self.run(prepared, claimed)
+        users = filed.outcome if filed is not None else None
+        outcome = users or prepared.without_run or await self.run(prepared, claimed)
         status = initial_status(self.routing, outcome, mailbox_actions=self.mailbox_actions)
+        label = filed.label if filed is not None else None
         if not self.store.record(
-            claimed, outcome, thread=_assignment(prepared, outcome), routing_status=status
+            claimed, outcome, thread=_assignment(prepared, outcome), routing_status=status, label=label
         ):
             log.warning("uid %d: taken over by another process while its run was made", raw.uid)
             return Triaged(raw, prepared.email.subject, None)
+        if label is not None:
+            log.info(
+                "uid %d: %s; decision %d labelled %s",
+                raw.uid,
+                outcome.reason,
+                label.decision_pk,
+                label.decision,
+            )
+            self.examples.stale()
         if outcome.status != "error" and outcome.run_thread_id and outcome.run_id:
             self._to_release.append((claimed.decision_pk, RunRef(outcome.run_thread_id, outcome.run_id)))
             if not self.store.batching:
@@ -178,6 +208,13 @@ class Pipeline:
             return None
         jobs = routing_log.jobs(self.store, raw.account, raw.mailbox, raw.uidvalidity, [raw.uid])
         return jobs[0] if jobs and await self.router.carry_out(jobs[0]) else None
+
+    def _filed(self, raw: RawMessage, email: Email) -> Filed | None:
+        """What a sighting of mail that routing may have moved means (triage.filing), if anything."""
+        if not self.filing.active or email.message_id is None or self.store is None:
+            return None
+        earlier = earlier_decision(self.store, raw, email.message_id)
+        return None if earlier is None else self.filing.read(raw, email, earlier)
 
     def leaves_work(self, job: RoutingJob) -> bool:
         """Whether a recorded decision has something to carry out under the current settings."""

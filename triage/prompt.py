@@ -17,6 +17,7 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from triage.errors import ConfigError
+from triage.examples import Example
 from triage.message import Email
 from triage.threads import ThreadCandidate
 
@@ -34,7 +35,7 @@ _ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060-\u2064\ufeff\u00ad\u034f\u180e\U0
 _OTHER_LINE_BREAKS = re.compile("[\u2028\u2029\x85]")
 _BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
-_BLOCK_TAG = re.compile(r"<(\s*/?\s*(?:email|threads?|instructions)\b)", re.I)
+_BLOCK_TAG = re.compile(r"<(\s*/?\s*(?:email|threads?|examples?|instructions)\b)", re.I)
 # A look-alike of "<" that no parser of the prompt's blocks will take for a tag.
 _DEFUSED_ANGLE = "\u2039"
 _FAKE_ANSWER = re.compile(
@@ -91,11 +92,20 @@ class PromptRenderer:
         except TemplateError as exc:
             raise ConfigError(f"prompt template {path} is invalid: {exc}") from None
 
-    def render(self, email: Email, *, account: str, mailbox: str, threads: list[ThreadCandidate]) -> str:
+    def render(
+        self,
+        email: Email,
+        *,
+        account: str,
+        mailbox: str,
+        threads: list[ThreadCandidate],
+        examples: list[Example] | None = None,
+    ) -> str:
         try:
             return self._template.render(
                 email=email_view(email),
                 threads=[_thread_view(t) for t in threads],
+                examples=[_example_view(e) for e in examples or ()],
                 account=_one_line(account),
                 mailbox=_one_line(mailbox),
             )
@@ -139,4 +149,19 @@ def _thread_view(thread: ThreadCandidate) -> dict[str, Any]:
         "title": _one_line(thread.title),
         "last_activity": thread.last_activity.isoformat() if thread.last_activity else "",
         "proved_by_headers": thread.proved_by_headers,
+    }
+
+
+def _example_view(example: Example) -> dict[str, Any]:
+    """A labelled past decision: from the store, but its text came in mail (or a person's note)."""
+    return {
+        "kind": example.kind,
+        "sender": "".join(_one_line(example.sender).split()),
+        "list_id": "".join(_one_line(example.list_id).split()),
+        "subject": _one_line(example.subject),
+        "excerpt": _one_line(example.excerpt),
+        "decision": example.decision,
+        "thread_id": "".join(_one_line(example.thread_id or "").split()),
+        "was": example.was or "",
+        "note": _one_line(example.note or ""),
     }

@@ -177,4 +177,6 @@ def apply_mailbox_actions(store: Store, source: Source, job: RoutingJob, actions
         )
         return
     log.info("uid %d: %s", job.uid, "; ".join(done))
-    routing_log.record(store, job.decision_pk, "done", actions={"done": done})
+    # Where the mail went: its next sighting there is triage's own move, elsewhere the user's.
+    moved = {"moved_to": actions.move_to} if actions.move_to and actions.move_to != job.mailbox else {}
+    routing_log.record(store, job.decision_pk, "done", actions={"done": done, **moved})

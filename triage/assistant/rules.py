@@ -1,17 +1,27 @@
 """Transparent offline rules over a rendered triage prompt (the default template's layout).
 
-Only triage's own blocks are read: header lines inside <email-headers> and thread lines inside
-<threads>. Email content cannot fake those blocks because rendering defuses block tags in it.
+Only triage's own blocks are read: header lines inside <email-headers>, thread lines inside
+<threads> and the labelled examples inside <examples>. Email content cannot fake those blocks because
+rendering defuses block tags in it, and keeps each example's text on its own line, after its fields.
 """
 
 from __future__ import annotations
 
 import re
+from email.utils import parseaddr
 from typing import Any
+
+from triage.message import list_key
 
 _HEADERS = re.compile(r"^<email-headers>\n(.*?)^</email-headers>$", re.S | re.M)
 _THREADS = re.compile(r"^<threads>\n(.*?)^</threads>$", re.S | re.M)
 _THREAD_LINE = re.compile(r"^- id: (?P<id>\S+) \|(?P<rest>.*)$", re.M)
+_EXAMPLES = re.compile(r"^<examples>\n(.*?)^</examples>$", re.S | re.M)
+_EXAMPLE_LINE = re.compile(
+    r"^- from: (?P<sender>\S+) \| list: (?P<list>\S+) \| decision: (?P<decision>[a-z-]+)"
+    r"(?: \| thread: (?P<thread>\S+))? \| (?P<kind>correction|confirmation|filing)\b",
+    re.M,
+)
 _BULK_PRECEDENCE = {"bulk", "list", "junk"}
 
 
@@ -35,11 +45,51 @@ def proved_threads(prompt: str) -> list[str]:
     return [m["id"] for m in _THREAD_LINE.finditer(match.group(1)) if "proved by headers: yes" in m["rest"]]
 
 
+def offered_threads(prompt: str) -> list[str]:
+    match = _THREADS.search(prompt)
+    return [m["id"] for m in _THREAD_LINE.finditer(match.group(1))] if match else []
+
+
+def _followed_example(prompt: str, headers: dict[str, str]) -> dict[str, Any] | None:
+    """The decision of the first offered example from the same sender address or the same list.
+
+    A person's label beats every heuristic below; an example naming a thread that is not offered
+    now cannot be followed (the contract allows offered threads only).
+    """
+    match = _EXAMPLES.search(prompt)
+    if match is None:
+        return None
+    sender = parseaddr(headers.get("from", ""))[1].lower()
+    listed = list_key(headers.get("list-id"))
+    for example in _EXAMPLE_LINE.finditer(match.group(1)):
+        same_sender = sender and example["sender"] == sender
+        if not (same_sender or (listed and example["list"] == listed)):
+            continue
+        decision, thread = example["decision"], example["thread"]
+        if decision == "existing-thread" and thread not in offered_threads(prompt):
+            continue
+        who = f"sender {sender}" if same_sender else f"list {listed}"
+        answer: dict[str, Any] = {
+            "decision": decision,
+            "reason": f"follows a {example['kind']} of earlier mail from the same {who}",
+            "confidence": 0.9,
+        }
+        if decision == "existing-thread":
+            answer["thread_id"] = thread
+        if decision == "new-task":
+            answer["title"] = (headers.get("subject") or "(no subject)")[:120]
+        return answer
+    return None
+
+
 def decide(prompt: str) -> dict[str, Any]:
     """The decision contract's answer for a prompt, by rules a reader can check by hand."""
     headers = headers_of(prompt)
     if not headers:
         return {"decision": "ignore", "reason": "no email found in the prompt", "confidence": 0.2}
+    followed = _followed_example(prompt, headers)
+    if followed is not None:
+        return followed
     auto = headers.get("auto-submitted", "").lower()
     if auto and auto != "no":
         return {

@@ -34,6 +34,7 @@ COMMAND_GROUPS = (
     "stats",
     "corrections",
     "replay",
+    "rules",
     "purge",
 )
 SIGPIPE_STATUS = 141  # what a shell reports for a program ended by SIGPIPE

@@ -1,4 +1,4 @@
-"""`triage correct` and `triage review`: human corrections, recorded beside the decisions."""
+"""`triage correct` and `triage review`: people's corrections and confirmations, beside the decisions."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ if TYPE_CHECKING:  # at run time, each command imports what it needs when it run
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    correct = commands.add_parser("correct", help="record a human correction beside a decision")
+    correct = commands.add_parser("correct", help="record a correction (or a confirmation) beside a decision")
     correct.add_argument("ref", metavar="ID", help="a decision id or a Message-ID")
-    correct.add_argument("--decision", required=True, help="new-task, existing-thread or ignore")
+    given = correct.add_mutually_exclusive_group(required=True)
+    given.add_argument("--decision", help="new-task, existing-thread or ignore")
+    given.add_argument("--confirm", action="store_true", help="the recorded decision is right")
     correct.add_argument("--thread", help="the thread id (required for existing-thread)")
     correct.add_argument("--note", help="why")
     correct.add_argument("--author", default=_user(), help="who corrects (default: the login name)")
@@ -38,16 +40,24 @@ def _user() -> str | None:
 
 
 def cmd_correct(args: argparse.Namespace) -> int:
-    from triage.log.corrections import correct
+    from triage.log.corrections import confirm, correct
     from triage.log.query import resolve
 
+    if args.confirm and args.thread:
+        raise TriageError("--confirm takes the recorded thread: drop --thread")
     with open_log(args) as store:
         decision_id = resolve(store, args.ref)
-        correction = correct(
-            store, decision_id, args.decision, thread_id=args.thread, note=args.note, author=args.author
-        )
-    thread = f" (thread {correction['thread_id']})" if correction["thread_id"] else ""
-    print(f"decision {decision_id} corrected to {correction['decision']}{thread}; the original is kept")
+        if args.confirm:
+            label = confirm(store, decision_id, note=args.note, author=args.author)
+        else:
+            label = correct(
+                store, decision_id, args.decision, thread_id=args.thread, note=args.note, author=args.author
+            )
+    thread = f" (thread {label['thread_id']})" if label["thread_id"] else ""
+    if args.confirm:
+        print(f"decision {decision_id} confirmed as {label['decision']}{thread}")
+    else:
+        print(f"decision {decision_id} corrected to {label['decision']}{thread}; the original is kept")
     return 0
 
 
@@ -88,16 +98,20 @@ def _review_one(store: Store, entry: dict[str, Any], author: str | None) -> str:
         if key == "o":
             print_explanation(entry, sys.stdout)
         elif key == "a":
-            recorded = entry["decision"]
-            if recorded["decision"] is None:
+            from triage.log.corrections import confirm
+
+            try:
+                label = confirm(store, entry["id"], note=None, author=author)
+            except TriageError:
                 print("nothing to accept: the assistant gave no valid decision; press n, e or i")
                 continue
-            _correct(store, entry, recorded["decision"], recorded["thread_id"], "accepted in review", author)
+            on_thread = f" (thread {label['thread_id']})" if label["thread_id"] else ""
+            print(f"confirmed: {label['decision']}{on_thread}")
             return "accepted"
         elif key in _CORRECTIONS:
             thread = _read_line("thread id: ").strip() or None if key == "e" else None
             try:
-                _correct(store, entry, _CORRECTIONS[key], thread, None, author)
+                _correct(store, entry, _CORRECTIONS[key], thread, author)
             except TriageError as exc:
                 print(exc)
                 continue
@@ -107,16 +121,11 @@ def _review_one(store: Store, entry: dict[str, Any], author: str | None) -> str:
 
 
 def _correct(
-    store: Store,
-    entry: dict[str, Any],
-    decision: str,
-    thread: str | None,
-    note: str | None,
-    author: str | None,
+    store: Store, entry: dict[str, Any], decision: str, thread: str | None, author: str | None
 ) -> None:
     from triage.log.corrections import correct
 
-    correct(store, entry["id"], decision, thread_id=thread, note=note, author=author)
+    correct(store, entry["id"], decision, thread_id=thread, note=None, author=author)
     print(f"recorded: {decision}" + (f" (thread {thread})" if thread else ""))
 
 

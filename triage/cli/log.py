@@ -252,7 +252,12 @@ def print_explanation(entry: dict[str, Any], out: TextIO) -> None:
         thread = f" thread {c['thread_id']}" if c["thread_id"] else ""
         note = f"  ({c['note']})" if c["note"] else ""
         who = f"by {c['author'] or '?'} at {text(c['created_at'])}"
-        out.write(f"{'correction':<15} {c['decision']}{thread} {who}{note}\n")
+        out.write(f"{c['kind']:<15} {c['decision']}{thread} {who}{note}\n")
+    for x in d["examples"] or ():
+        was = f", was {x['was']}" if x["was"] else ""
+        thread = f" thread {x['thread_id']}" if x["thread_id"] else ""
+        source = f"(decision {x['decision_id']}, {x['kind']}{was}) from {x['sender'] or '?'}"
+        out.write(f"{'example':<15} {x['decision']}{thread} {source}: {cell(x['subject'], 80)}\n")
     out.write(f"--- request metadata ---\n{json.dumps(d['request_metadata'], indent=2)}\n")
     if entry["prompt"] is None:
         out.write("--- prompt: not stored (purged, or never sent) ---\n")

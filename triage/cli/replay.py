@@ -26,6 +26,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     replay.add_argument(
         "--record", action="store_true", help="make the replayed decisions the recorded ones (production log)"
     )
+    replay.add_argument(
+        "--no-examples",
+        action="store_true",
+        help="offer no labelled examples (the baseline for the lift of --corrected)",
+    )
     replay.add_argument("--json", action="store_true", help="one JSON object")
     replay.set_defaults(handler=cmd_replay)
 
@@ -44,6 +49,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         record=args.record,
         concurrency=settings.langgraph.max_concurrency if args.concurrency is None else args.concurrency,
         limit=args.limit,
+        examples="none" if args.no_examples else "now" if args.corrected else "recorded",
     )
     with open_log(args) as store:
         report = asyncio.run(replay(store, settings, filters_of(args), options))
@@ -74,6 +80,10 @@ def _report_data(report: ReplayReport) -> dict[str, Any]:
             "corrections": {"agree": report.agree_corrections, "total": report.corrected},
         },
         "prompts": {"compared": report.prompts_compared, "identical": report.prompts_identical},
+        "lift": {
+            template: {"labelled": labelled, "recorded_agree": recorded, "replayed_agree": replayed}
+            for template, (labelled, recorded, replayed) in sorted(report.lift.items())
+        },
         "confusion": {
             "recorded": matrix(report.against_recorded),
             "corrections": matrix(report.against_corrections),
@@ -109,6 +119,7 @@ def _print_report(report: ReplayReport, recorded: bool) -> None:
     _print_matrix("recorded", report.against_recorded)
     if report.corrected:
         _print_matrix("corrected", report.against_corrections)
+        _print_lift(report)
     print(f"\nchanged ({len(report.changed)}):")
     for item in report.changed:
         corrected = f" [corrected: {item.corrected}]" if item.corrected else ""
@@ -120,6 +131,19 @@ def _print_report(report: ReplayReport, recorded: bool) -> None:
         print(f"\nrecorded {report.recorded_back} replayed decisions in the log (decided_by 'replay')")
     else:
         print("\nnothing was written (use --record to make these the recorded decisions)")
+
+
+def _print_lift(report: ReplayReport) -> None:
+    """Agreement with the labels: as recorded, and as replayed now; per template of the recorded."""
+    widths = (20, 10, 22, 22, 10)
+    header = ("recorded template", "labelled", "recorded agree", "replayed agree", "lift")
+    rows = [header]
+    for template, (labelled, recorded, replayed) in sorted(report.lift.items()):
+        lift = f"{(replayed - recorded) / labelled:+.1%}"
+        rows.append((template, str(labelled), _ratio(recorded, labelled), _ratio(replayed, labelled), lift))
+    print()
+    for name, *cells in rows:
+        print(f"{name:<{widths[0]}}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths[1:], strict=True)))
 
 
 def _ratio(part: int, whole: int) -> str:

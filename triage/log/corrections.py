@@ -1,20 +1,21 @@
-"""Human corrections: recorded beside the decisions they correct, never over them; the queue to review.
+"""Labels from people: corrections and confirmations, recorded beside the decisions, never over
+them; the queue to review.
 
-The latest correction of a decision counts (corrections are append-only).
+The latest label of a decision counts (labels are append-only). A confirmation is a label as much as
+a correction: both become examples for later prompts (triage.examples).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import Connection, exists, select
 
 from triage.decision import normalise_kind
 from triage.errors import TriageError
 from triage.log.labels import KINDS
-from triage.log.query import column_values
 from triage.store import Store
+from triage.store.labels import add_label
 from triage.store.models import Correction, DecisionRecord
 
 
@@ -35,20 +36,35 @@ def correct(
         raise TriageError("a correction to existing-thread needs --thread THREAD_ID")
     if kind == "ignore" and thread_id:
         raise TriageError("an ignored message belongs to no thread: drop --thread")
-    with store.sessions.begin() as session:  # under the write lock from its first read
-        if session.get(DecisionRecord, decision_id) is None:
-            raise TriageError(f"no decision with id {decision_id}")
-        correction = Correction(
-            decision_pk=decision_id,
-            decision=kind,
-            thread_id=thread_id,
-            note=note,
-            author=author,
-            created_at=datetime.now(UTC),
+    with store.writing() as connection:  # under the write lock from its first read
+        _recorded(connection, decision_id)
+        return add_label(
+            connection, decision_id, "correction", kind, thread_id=thread_id, note=note, author=author
         )
-        session.add(correction)
-        session.flush()
-        return column_values(correction)
+
+
+def confirm(store: Store, decision_id: int, *, note: str | None, author: str | None) -> dict[str, Any]:
+    """Record that a person accepts the decision as recorded (a label, like a correction); also a
+    needs-review decision whose answer named one, which the person vouches for."""
+    with store.writing() as connection:
+        status, recorded, thread_id = _recorded(connection, decision_id)
+        kind = normalise_kind(recorded or "")
+        if kind is None:
+            raise TriageError(
+                f"decision {decision_id} is {status} with no decision to confirm: correct it with --decision"
+            )
+        return add_label(
+            connection, decision_id, "confirmation", kind, thread_id=thread_id, note=note, author=author
+        )
+
+
+def _recorded(connection: Connection, decision_id: int) -> tuple[str, str | None, str | None]:
+    """The decision's status, decision and thread, as recorded."""
+    query = select(DecisionRecord.status, DecisionRecord.decision, DecisionRecord.thread_id)
+    row = connection.execute(query.where(DecisionRecord.id == decision_id)).first()
+    if row is None:
+        raise TriageError(f"no decision with id {decision_id}")
+    return row[0], row[1], row[2]
 
 
 def review_queue(store: Store, *, include_all: bool, limit: int) -> list[int]:

@@ -62,6 +62,7 @@ class Filters:
     thread: str | None = None
     text: str | None = None
     corrected: bool = False
+    below_id: int | None = None  # only older decisions than this one: the next page of a log
 
 
 def search_query(text: str) -> str:
@@ -89,6 +90,8 @@ def _conditions(filters: Filters, dialect: str) -> tuple[list[ColumnElement[bool
         wanted.append(d.created_at >= filters.since.astimezone(UTC))
     if filters.until:
         wanted.append(d.created_at < filters.until.astimezone(UTC))
+    if filters.below_id is not None:
+        wanted.append(d.id < filters.below_id)
     # Its own alias: a query that already reads corrections (stats) would correlate it away.
     c = aliased(Correction)
     if filters.thread:
@@ -269,6 +272,10 @@ def _decided_by(record: DecisionRecord) -> str:
         text = (
             f"carried over from decision {by.partition(':')[2]} (the same mail under an earlier UIDVALIDITY)"
         )
+    elif by.startswith("filing:"):
+        text = f"the user's filing: the mail of decision {by.partition(':')[2]} moved by hand, without a run"
+    elif by.startswith("moved:"):
+        text = f"decision {by.partition(':')[2]}, which moved the mail here, without a run"
     elif by.startswith("rule:"):
         text = f"the configured rule {by.partition(':')[2]!r}, without a run"
     elif by == "headers":

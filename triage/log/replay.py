@@ -1,8 +1,11 @@
 """`triage replay`: stored messages run again with a template or assistant, and compared with the
 recorded decisions and their corrections.
 
-Each message is re-rendered with the threads it was offered, so the only thing that changes is what
-the user changed. Nothing is written unless asked to (`record`); then only the decision is rewritten.
+Each message is re-rendered with the threads and examples it was offered, so the only thing that
+changes is what the user changed. Over labelled decisions (`--corrected`) the examples are chosen as
+they would be now instead, leaving out the message's own label and decisions made after it: the
+report's lift table then says what learning from the labels changes (`--no-examples`: the baseline).
+Nothing is written unless asked to (`record`); then only the decision is rewritten.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -21,15 +24,17 @@ from sqlalchemy.orm import Session
 
 from triage.config import LangGraphSettings, Settings, describe_validation_error
 from triage.errors import ConfigError, TriageError
+from triage.examples import Example
 from triage.log.labels import LABELS, label
 from triage.log.query import STREAM, Filters, LatestCorrection, filtered, latest_correction_id
+from triage.message import Email
 from triage.pipeline import Pipeline, Prepared, decide_without_run
 from triage.prompt import PromptRenderer
 from triage.runs import RunsClient, RunsSettings
 from triage.sources import RawMessage
 from triage.store import Outcome, Store
 from triage.store.messages import stored_email
-from triage.store.models import DecisionRecord, StoredMessage
+from triage.store.models import DecisionRecord, StoredMessage, as_utc
 from triage.threads import ThreadCandidate
 
 
@@ -57,6 +62,7 @@ class ReplayOptions:
     record: bool = False
     concurrency: int = 8
     limit: int | None = None
+    examples: Literal["recorded", "now", "none"] = "recorded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,7 @@ class Replayed:
     replayed: Verdict
     reason: str | None
     same_prompt: bool | None  # None when the recorded prompt is gone or came from another template
+    recorded_template: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -95,6 +102,8 @@ class ReplayReport:
     prompts_compared: int = 0
     prompts_identical: int = 0
     changed: list[Replayed] = field(default_factory=list)
+    # Per template of the recorded decisions: labelled, recorded agreeing, replayed agreeing.
+    lift: dict[str, list[int]] = field(default_factory=dict)
 
     def add(self, item: Replayed) -> None:
         self.replayed += 1
@@ -104,6 +113,10 @@ class ReplayReport:
             self.corrected += 1
             self.against_corrections[item.corrected.label, item.replayed.label] += 1
             self.agree_corrections += item.corrected == item.replayed
+            row = self.lift.setdefault(item.recorded_template or "-", [0, 0, 0])
+            row[0] += 1
+            row[1] += item.corrected == item.recorded
+            row[2] += item.corrected == item.replayed
         if item.same_prompt is not None:
             self.prompts_compared += 1
             self.prompts_identical += item.same_prompt
@@ -153,7 +166,7 @@ async def replay(
 
         async def one(record: DecisionRecord, message: StoredMessage, corrected: Verdict | None) -> None:
             try:
-                item = await _replay_one(pipeline, record, message, corrected, keep=options.record)
+                item = await _replay_one(pipeline, record, message, corrected, options)
                 report.add(item)
                 if on_replayed is not None:
                     on_replayed(item)
@@ -213,8 +226,7 @@ async def _replay_one(
     record: DecisionRecord,
     message: StoredMessage,
     corrected: Verdict | None,
-    *,
-    keep: bool,
+    options: ReplayOptions,
 ) -> Replayed:
     """Render, decide and parse through the pipeline's own stages; record it when asked to.
 
@@ -226,12 +238,12 @@ async def _replay_one(
     offered = (
         None if record.candidates is None else [ThreadCandidate.from_record(c) for c in record.candidates]
     )
-    prepared = pipeline.render(raw, email_, offered)
+    prepared = pipeline.render(raw, email_, offered, _examples(pipeline, record, raw, email_, options))
     outcome = decide_without_run(pipeline.settings.routing, email_, prepared.candidates)
     if outcome is None:
         outcome = await pipeline.run(prepared)
     replayed = Verdict.of(outcome.status, outcome.decision, outcome.thread_id)
-    if keep and pipeline.store is not None and replayed.label in LABELS:
+    if options.record and pipeline.store is not None and replayed.label in LABELS:
         _record_replayed(pipeline.store, record.id, pipeline.renderer.template_hash, prepared, outcome)
     same_template = record.prompt is not None and record.template_hash == pipeline.renderer.template_hash
     return Replayed(
@@ -244,7 +256,20 @@ async def _replay_one(
         replayed,
         outcome.reason or outcome.problem or outcome.error_text,
         record.prompt == prepared.prompt if same_template else None,
+        record.template_hash,
     )
+
+
+def _examples(
+    pipeline: Pipeline, record: DecisionRecord, raw: RawMessage, email_: Email, options: ReplayOptions
+) -> list[Example]:
+    """The examples to offer: those recorded, none, or those chosen now from what was known then."""
+    if options.examples == "none":
+        return []
+    if options.examples == "recorded":
+        return [Example.from_record(e) for e in record.examples or ()]
+    before = as_utc(record.created_at)
+    return pipeline.examples.choose(raw.account, email_, before=before, leave_out=record.id)
 
 
 def _record_replayed(
@@ -259,6 +284,7 @@ def _record_replayed(
         record.prompt, record.template_hash = prepared.prompt, template_hash
         record.assistant_id = prepared.request["assistant_id"]
         record.request_metadata = prepared.request["metadata"]
+        record.examples = [example.as_record() for example in prepared.examples]
         for outcome_field in fields(Outcome):
             if outcome_field.name != "attempts":
                 setattr(record, outcome_field.name, getattr(outcome, outcome_field.name))

@@ -206,7 +206,9 @@ class ImapSource:
                 done.append("labelled " + " ".join(actions.gmail_labels))
             else:
                 done.append("labels skipped (the server is not Gmail)")
-        if actions.move_to:
+        if actions.move_to == self._mailbox:
+            done.append(f"already in {actions.move_to}")
+        elif actions.move_to:
             if not client.folder_exists(actions.move_to):
                 client.create_folder(actions.move_to)
             if client.has_capability("MOVE"):

@@ -27,6 +27,7 @@ from triage.sources import RawMessage
 from triage.store import thread_registry
 from triage.store.conflicts import inserted, inserted_id
 from triage.store.engine import migrated_engine, open_engine, writer
+from triage.store.labels import NewLabel, add_label
 from triage.store.messages import identity, write_message
 from triage.store.models import DecisionRecord, MailboxState, StoredMessage, table
 from triage.store.processes import LIVE_OWNERS, new_owner_id
@@ -57,7 +58,7 @@ _OUTCOME_FIELDS = (
 # too: the thread and run it led to exist already).
 _CARRIED_FIELDS = (
     *(name for name in _OUTCOME_FIELDS if name not in ("decided_by", "run_thread_id")),
-    *("assistant_id", "template_hash", "prompt", "request_metadata"),
+    *("assistant_id", "template_hash", "prompt", "request_metadata", "examples"),
     *("routing_status", "routing_thread_id", "routing_run_id", "routing_actions", "routing_error"),
 )
 _MESSAGES = table(StoredMessage)
@@ -112,6 +113,7 @@ class Claim:
     assistant_id: str
     request_metadata: dict[str, Any]
     candidates: list[dict[str, Any]] = field(default_factory=list)  # the threads offered
+    examples: list[dict[str, Any]] = field(default_factory=list)  # the labelled decisions offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +242,11 @@ class Store:
             yield connection
 
     @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        """A connection in a transaction for one write: the batch's, or one committed at the end."""
+    def writing(self) -> Iterator[Connection]:
+        """A connection in a transaction for one write: the batch's, or one committed at the end.
+
+        Store modules that write beside the decisions (labels) use it too, so a batch stays one writer.
+        """
         batch = self._open_batch
         if batch is None:
             with self._writer.begin() as connection:
@@ -277,10 +282,11 @@ class Store:
             "assistant_id": claim.assistant_id,
             "request_metadata": claim.request_metadata,
             "candidates": claim.candidates,
+            "examples": claim.examples,
             "claimed_by": self.owner,
             "updated_at": utc_now(),
         }
-        with self._writing() as connection:
+        with self.writing() as connection:
             known_pk, decision_pk, status, run_id, run_thread_id = _message_and_decision(connection, raw)
             message_pk, made = write_message(connection, raw, email, known_pk)
             if decision_pk is None:
@@ -302,7 +308,7 @@ class Store:
 
     def note_run(self, claimed: Claimed, thread_id: str, run_id: str) -> None:
         """The server acknowledged the claimed message's run: recorded before its result comes."""
-        with self._writing() as connection:
+        with self.writing() as connection:
             connection.execute(
                 _NOTE_RUN,
                 {"decision_pk": claimed.decision_pk, "owner": self.owner, "thread": thread_id, "run": run_id},
@@ -311,7 +317,7 @@ class Store:
     def runs_released(self, decision_pks: list[int]) -> None:
         """These decisions' run threads are deleted (or kept by the configuration): forget them."""
         if decision_pks:
-            with self._writing() as connection:
+            with self.writing() as connection:
                 connection.execute(_FORGET_RUN_THREADS, {"pks": decision_pks})
 
     def unreleased_runs(self, limit: int = 1000) -> list[tuple[int, str, str]]:
@@ -334,7 +340,7 @@ class Store:
             return None
         same_date = _MESSAGES.c.sent_at.is_(None) if email.date is None else _MESSAGES.c.sent_at == email.date
         twin_query = (
-            select(_DECISIONS)
+            select(_DECISIONS.c.id)
             .join(_MESSAGES, _DECISIONS.c.message_pk == _MESSAGES.c.id)
             .where(
                 _MESSAGES.c.account == raw.account,
@@ -348,16 +354,22 @@ class Store:
             .order_by(_DECISIONS.c.id.desc())
             .limit(1)
         )
-        with self._writing() as connection:
+        with self.reading() as connection:
+            twin = connection.execute(twin_query).scalar()
+        return None if twin is None else self.carry_from(raw, email, twin, "carried-over")
+
+    def carry_from(self, raw: RawMessage, email: Email, twin_pk: int, why: str) -> Outcome | None:
+        """Record the message with the decision of its twin (the same mail under another identity),
+        its routing and its thread included: no run, nothing carried out again. `decided_by` is
+        `WHY:TWIN`. None if the message has a decision already (another process was quicker)."""
+        with self.writing() as connection:
             if _message_and_decision(connection, raw)[0] is not None:
                 return None
-            twin = connection.execute(twin_query).mappings().first()
-            if twin is None:
-                return None
+            twin = connection.execute(select(_DECISIONS).where(_DECISIONS.c.id == twin_pk)).mappings().one()
             message_pk, _ = write_message(connection, raw, email, None)
             copied = {name: twin[name] for name in _CARRIED_FIELDS}
             now = utc_now()
-            carried_by = f"carried-over:{twin['id']}"
+            carried_by = f"{why}:{twin_pk}"
             carried = {
                 "message_pk": message_pk,
                 "decided_by": carried_by,
@@ -393,8 +405,10 @@ class Store:
         *,
         thread: tuple[Email, ThreadAssignment] | None = None,
         routing_status: str | None = None,
+        label: NewLabel | None = None,
     ) -> bool:
-        """Write a claimed message's outcome, and its thread assignment in the same transaction.
+        """Write a claimed message's outcome, and its thread assignment and the label it gives an
+        earlier decision (store.labels) in the same transaction.
 
         Attempts add up across passes. `routing_status` (pending, dry-run) says what is left to do;
         pending routing is claimed by this process with the outcome. False, and nothing written,
@@ -402,7 +416,7 @@ class Store:
         """
         values = {name: getattr(outcome, name) for name in _OUTCOME_FIELDS}
         routing_owner = self.owner if routing_status == "pending" else None
-        with self._writing() as connection:
+        with self.writing() as connection:
             written = connection.execute(
                 _RECORD_OUTCOME,
                 {
@@ -419,12 +433,14 @@ class Store:
                 return False
             if thread is not None:
                 thread_registry.assign(connection, claimed, *thread)
+            if label is not None:
+                add_label(connection, label.decision_pk, label.kind, label.decision, note=label.note)
         return True
 
     def record_unparseable(self, raw: RawMessage, reason: str) -> bool:
         """Record bytes that are not mail at all; False if already recorded."""
         now = utc_now()
-        with self._writing() as connection:
+        with self.writing() as connection:
             message_pk, decision_pk, *_ = _message_and_decision(connection, raw)
             if decision_pk is not None:
                 return False

@@ -140,6 +140,8 @@ class DecisionRecord(Base):
     # The server thread holding the run (`run_id`), from its acknowledgement until triage released
     # it: joinable while the decision is pending or an error; added in 0011.
     run_thread_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    # The past decisions offered to the assistant as examples (triage.examples); added in 0012.
+    examples: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class Watcher(Base):
@@ -179,7 +181,12 @@ class Process(Base):
 
 
 class Correction(Base):
-    """A human's correction of a decision, kept beside it (never overwriting it); the latest counts."""
+    """A person's label of a decision, kept beside it (never overwriting it); the latest counts.
+
+    `kind`: correction (the decision changed), confirmation (accepted as it was), or filing (the user
+    moved the message back, or into another decision's folder). Added in 0012; earlier rows are
+    corrections.
+    """
 
     __tablename__ = "corrections"
     __table_args__ = (Index("ix_corrections_decision_pk", "decision_pk"),)
@@ -191,6 +198,7 @@ class Correction(Base):
     note: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(20), default="correction", server_default="correction")
 
 
 class DailyCount(Base):

@@ -1,0 +1,69 @@
+"""Moved mail: the decision a message had before it was moved to where it is seen now.
+
+A message moved between mailboxes (by triage's routing, or by the user) arrives under a new identity
+with its Message-ID unchanged. Its earlier decision says what it was, and the routing log says
+whether triage moved it; triage.filing makes of that a label or the same decision again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, not_, select
+from sqlalchemy.orm import aliased
+
+from triage.sources import RawMessage
+from triage.store.decisions import Store
+from triage.store.models import Correction, DecisionRecord, StoredMessage, table
+
+MOVED = "moved"  # decided_by of a sighting that is triage's own move (MOVED:ID of what it copies)
+_CORRECTIONS = table(Correction)
+_DECISIONS = table(DecisionRecord)
+_MESSAGES = table(StoredMessage)
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """A message's decision under an earlier identity, after its latest label."""
+
+    decision_pk: int
+    mailbox: str
+    decision: str | None  # None for a needs-review decision nobody labelled
+    moved_to: str | None  # where triage's routing moved it, if it did
+
+
+def earlier_decision(store: Store, raw: RawMessage, message_id: str) -> Earlier | None:
+    """The newest decided message (`ok` or `needs-review`) of this account with this Message-ID,
+    under another identity; a sighting recorded as triage's own move stands for what it copied."""
+    newer = aliased(_CORRECTIONS)
+    latest = select(func.max(newer.c.id)).where(newer.c.decision_pk == _DECISIONS.c.id).scalar_subquery()
+    same_identity = and_(
+        _MESSAGES.c.mailbox == raw.mailbox,
+        _MESSAGES.c.uidvalidity == raw.uidvalidity,
+        _MESSAGES.c.uid == raw.uid,
+    )
+    query = (
+        select(
+            _DECISIONS.c.id,
+            _MESSAGES.c.mailbox,
+            func.coalesce(_CORRECTIONS.c.decision, _DECISIONS.c.decision),
+            _DECISIONS.c.routing_actions,
+        )
+        .join(_MESSAGES, _MESSAGES.c.id == _DECISIONS.c.message_pk)
+        .outerjoin(_CORRECTIONS, _CORRECTIONS.c.id == latest)
+        .where(
+            _MESSAGES.c.message_id == message_id,
+            _MESSAGES.c.account == raw.account,
+            _DECISIONS.c.status.in_(("ok", "needs-review")),
+            not_(_DECISIONS.c.decided_by.startswith(f"{MOVED}:")),
+            not_(same_identity),
+        )
+        .order_by(_DECISIONS.c.id.desc())
+        .limit(1)
+    )
+    with store.reading() as connection:
+        row = connection.execute(query).first()
+    if row is None:
+        return None
+    pk, mailbox, decision, actions = row
+    return Earlier(pk, mailbox, decision, (actions or {}).get("moved_to"))
