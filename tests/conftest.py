@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import static_checks
 from tests.support.dovecot import DOVECOT, DovecotServer
+from tests.support.token_introspection import TokenIntrospection
 from triage.devserver import DevServer
 from triage.store import Store
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 # Fixtures that start a real server: a test asking for one is an integration test.
-REAL_SERVERS = frozenset({"dovecot", "dovecot_tls", "langgraph_server"})
+REAL_SERVERS = frozenset({"dovecot", "dovecot_tls", "dovecot_oauth2", "langgraph_server"})
 # Modules whose tests all fill their logs by real backfills, and which cannot carry their own mark.
 INTEGRATION_MODULES = frozenset({"test_review.py"})
 
@@ -79,6 +80,17 @@ def langgraph_server() -> Iterator[DevServer]:
         yield server
 
 
+@pytest.fixture
+def stateless_runs(langgraph_server: DevServer) -> Callable[[], int]:
+    """How many stateless runs the session's `langgraph dev` has executed since the test began.
+
+    A test's records cannot show a run made twice (one decision per message is the schema's
+    rule), the server's count can. A worker runs its tests one at a time, so the difference is
+    this test's alone."""
+    base = langgraph_server.runs_started(stateless=True)
+    return lambda: langgraph_server.runs_started(stateless=True) - base
+
+
 def _dovecot_available() -> bool:
     return Path(DOVECOT).exists() and os.geteuid() == 0
 
@@ -101,6 +113,19 @@ def dovecot_tls() -> Iterator[DovecotServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def dovecot_oauth2() -> Iterator[tuple[DovecotServer, TokenIntrospection]]:
+    """A private Dovecot that also takes XOAUTH2 and OAUTHBEARER logins, checked by the token
+    introspection endpoint beside it, whose `token` is valid for the Dovecot user."""
+    require(_dovecot_available(), "dovecot (Debian dovecot-imapd) is not installed, or not running as root")
+    with TokenIntrospection(DovecotServer.username) as issuer:
+        server = DovecotServer.start(oauth2_url=issuer.url)
+        try:
+            yield server, issuer
+        finally:
+            server.close()
 
 
 @pytest.fixture

@@ -33,17 +33,22 @@ def _mail(n: int, subject: str) -> bytes:
     ).encode()
 
 
+def _credential(gmail: FakeGmail) -> dict[str, object]:
+    """Gmail takes an access token by XOAUTH2 (a password is refused); a plain server a password."""
+    return {"password": None, "oauth2_token_command": f"echo {gmail.token}"} if gmail.gmail else {}
+
+
 def _backfill(folder: Path, gmail: FakeGmail) -> list[int]:
     """Backfill the fake Gmail; the UIDs the run server was asked about."""
     with FakeRunServer() as server:
-        write_config(folder, gmail, server.url, routing=ROUTING)
+        write_config(folder, gmail, server.url, routing=ROUTING, **_credential(gmail))
         done = run_triage("backfill", cwd=folder)
         assert done.returncode == 0, done.stderr
         return [request["metadata"]["uid"] for request in server.requests]
 
 
 def test_gmail_thread_id_proves_the_thread_and_labels_carry_the_decision(tmp_path: Path) -> None:
-    with FakeGmail(username="me@example.com", password="pw") as gmail:
+    with FakeGmail(username="me@example.com") as gmail:
         gmail.add_message("INBOX", _mail(1, "Export fails"), thrid=7001)
         gmail.add_message("INBOX", _mail(2, "Any news on this?"), thrid=7001)
         gmail.add_message("INBOX", _mail(3, "Invoice question"), thrid=7002)
@@ -51,6 +56,8 @@ def test_gmail_thread_id_proves_the_thread_and_labels_carry_the_decision(tmp_pat
         labels = {uid: gmail.message("INBOX", uid).labels for uid in (1, 2, 3)}
         flags = {uid: gmail.message("INBOX", uid).flags for uid in (1, 2, 3)}
         fetches = [c for c in gmail.commands if c.startswith("UID FETCH") and "BODY.PEEK[]" in c]
+        logins = {(mechanism, accepted) for mechanism, _, accepted in gmail.logins}
+    assert logins == {("XOAUTH2", True)}
     assert sorted(asked) == [1, 3]  # uid 2 was settled by its Gmail thread, without a model call
     db = tmp_path / "triage.db"
     decided = rows(
@@ -89,10 +96,10 @@ def test_a_server_without_gmail_extensions_is_not_asked_for_them(tmp_path: Path)
 
 def test_a_failed_mailbox_action_is_recorded_then_retried_and_the_mail_stays(tmp_path: Path) -> None:
     moving = {"actions": {"new-task": {"gmail_labels": ["Triage/New"], "move_to": "Tasks"}}}
-    with FakeGmail(username="me@example.com", password="pw") as gmail, FakeRunServer() as server:
+    with FakeGmail(username="me@example.com") as gmail, FakeRunServer() as server:
         gmail.add_message("INBOX", _mail(1, "Export fails"), thrid=7001)
         gmail.refuse("UID MOVE")
-        write_config(tmp_path, gmail, server.url, routing=moving)
+        write_config(tmp_path, gmail, server.url, routing=moving, **_credential(gmail))
         first = run_triage("backfill", cwd=tmp_path)
         assert first.returncode == 0, first.stderr
         after_failure = rows(tmp_path / "triage.db", "SELECT routing_status, routing_error FROM decisions")

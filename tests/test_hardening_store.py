@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,11 +20,12 @@ from tests.support.configs import write_config
 from tests.support.dovecot import DovecotServer
 from tests.support.run_server import FakeRunServer
 from tests.support.store_view import final_count, outcomes
-from tests.support.watchd import WatchProcess, wait_until, watcher_state
+from tests.support.watchd import WatchProcess, bytes_written, wait_until, watcher_state
 
 pytestmark = pytest.mark.integration
 
 STOPPED_LINE = "triage: error: cannot write the decision log ("
+LOCK_HELD_S = 3.0
 
 
 def _messages(count: int, start: int = 0) -> list[bytes]:
@@ -52,21 +54,41 @@ def _rerun_records_all(tmp_path: Path, db: Path, count: int) -> None:
     assert {status for status, _, _ in result.values()} == {"ok"}
 
 
+def _runs_per_uid(server: FakeRunServer) -> Counter[int]:
+    """How often each message's run was started (a join starts none)."""
+    return Counter(int(body["metadata"]["uid"]) for body in server.requests)
+
+
 def test_a_lock_held_by_another_program_is_waited_out(tmp_path: Path, dovecot: DovecotServer) -> None:
+    mail = _messages(5)
     with FakeRunServer(["ok"]) as server:
         db = _prepare(tmp_path, dovecot, server.url)
         with WatchProcess(tmp_path) as daemon:
             daemon.wait_idle(db)
+            (session,) = dovecot.session_pids()  # the daemon's IMAP session
+            sent_before = bytes_written(session)
             holder = sqlite3.connect(db, timeout=30)
             holder.execute("BEGIN IMMEDIATE")  # a user's write transaction, left open
-            dovecot.append(_messages(5))
-            time.sleep(3)  # the fault's duration, well under the 30 s busy timeout
-            assert daemon.process.poll() is None and final_count(db) == 0
+            dovecot.append(mail)
+            # Once Dovecot has sent the daemon the new mail, its next step is a claim: a write.
+            wait_until(
+                lambda: bytes_written(session) - sent_before >= sum(map(len, mail)),
+                30,
+                f"the daemon to fetch the new mail:\n{daemon.log}",
+            )
+            blocked = time.monotonic()
+            # Held on for a while (the fault's duration, well under the 30 s busy timeout): the
+            # daemon waits, neither failing nor running anything it could not record first.
+            time.sleep(LOCK_HELD_S)
+            assert daemon.process.poll() is None, daemon.log
+            assert final_count(db) == 0 and server.requests == []
             holder.rollback()
             holder.close()
             wait_until(lambda: final_count(db) == 5, 30, f"5 decisions after the lock:\n{daemon.log}")
+            assert time.monotonic() - blocked < 30  # waited out within the busy timeout
             assert daemon.stop() == 0, daemon.log
     assert {status for status, _, _ in outcomes(db).values()} == {"ok"}
+    assert _runs_per_uid(server) == dict.fromkeys(range(1, 6), 1) and server.runs == 5
 
 
 # Runs `python -m triage watch` with a file size limit: writes past it fail (EFBIG) like a full disk.
@@ -108,7 +130,14 @@ def test_a_full_disk_stops_the_daemon_in_one_line_and_loses_nothing(
         assert last.startswith(STOPPED_LINE) and "triaged at the next start" in last, text
         assert "Traceback" not in text
         assert 0 < final_count(db) < count, "the disk must fill mid-way"
+        recorded = {uid for uid, (status, _, _) in outcomes(db).items() if status == "ok"}
         _rerun_records_all(tmp_path, db, count)
+    runs = _runs_per_uid(server)
+    assert sorted(runs) == list(range(1, count + 1))
+    # A decision written before the disk filled is never run again. A run made just before, whose
+    # record the full disk refused, is made once more (the stub keeps no search to join it by).
+    assert all(runs[uid] == 1 for uid in recorded), runs
+    assert set(runs.values()) <= {1, 2} and server.runs == sum(runs.values())
 
 
 @contextmanager
@@ -132,6 +161,7 @@ def test_a_read_only_store_stops_the_daemon_in_one_line(tmp_path: Path, dovecot:
             assert lines[-1].startswith(STOPPED_LINE) and "read-only" in lines[-1], daemon.log
             assert final_count(db) == 0 and server.requests == []
         _rerun_records_all(tmp_path, db, 4)
+        assert _runs_per_uid(server) == dict.fromkeys(range(1, 5), 1)
 
 
 def test_a_read_only_store_ends_a_backfill_in_one_line(tmp_path: Path, dovecot: DovecotServer) -> None:
@@ -145,5 +175,6 @@ def test_a_read_only_store_ends_a_backfill_in_one_line(tmp_path: Path, dovecot: 
         assert len(lines) == 1 and "cannot write the decision log" in lines[0], done.stderr
         again = run_triage("backfill", cwd=tmp_path)
         assert again.returncode == 0, again.stderr
+    assert _runs_per_uid(server) == dict.fromkeys(range(1, 4), 1)  # the refused pass ran nothing
     result = outcomes(db)
     assert sorted(result) == [1, 2, 3] and {status for status, _, _ in result.values()} == {"ok"}

@@ -92,14 +92,17 @@ def test_new_tasks_get_one_thread_and_replies_run_on_it(
 
         again = run_triage("backfill", cwd=tmp_path)
         assert again.returncode == 0 and "nothing to do" in again.stdout
-        assert (
-            len(
-                client.post(
-                    "/threads/search", json={"metadata": {"subject": "Export fails"}, "limit": 100}
+        # Exactly one thread, started by uid 1: the reply joined it, the list mail started none.
+        started = {
+            uid: [
+                t["thread_id"]
+                for t in client.post(
+                    "/threads/search", json={"metadata": {"message_id": f"<{tag}-{uid}@example.test>"}}
                 ).json()
-            )
-            >= 1
-        )
+            ]
+            for uid in (1, 2, 3)
+        }
+        assert started == {1: [thread_id], 2: [], 3: []}
         assert len(_runs_by_key(client, thread_id)) == 2
 
 

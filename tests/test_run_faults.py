@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import mailbox
 import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,13 +147,26 @@ def test_a_record_is_committed_at_once_while_the_next_run_hangs(tmp_path: Path) 
     """A backfill batches its writes, but never holds a record back for long (crash-safe progress)."""
     source = _mbox(tmp_path / "in.mbox", 3)
     db = tmp_path / "t.db"
-    with FakeRunServer(ScriptedByUid({2: ["hang"], 3: ["hang"]})) as server:
+    scripted = ScriptedByUid({2: ["hang"], 3: ["hang"]})
+    answered: dict[int, float] = {}  # uid -> when its run was answered (at once, for uid 1)
+
+    def script(index: int, body: dict[str, Any]) -> str:
+        answered.setdefault(int(body["metadata"]["uid"]), time.monotonic())
+        return scripted(index, body)
+
+    with FakeRunServer(script) as server:
         env = {**_env(server.url, db), "TRIAGE_LANGGRAPH__TIMEOUT_S": "60"}
         process = popen_triage(
             "backfill", "--source", str(source), "--concurrency", "1", cwd=tmp_path, env=env
         )
         try:
-            wait_until(lambda: _outcome(db, 1) == ("ok", "new-task", 1), 20, "uid 1's record")
+            wait_until(lambda: 1 in answered, 60, "uid 1's run")  # the process's start-up is not the claim
+            wait_until(lambda: _outcome(db, 1) == ("ok", "new-task", 1), 5, "uid 1's record")
+            # The claim: a batch commits every 0.1 s. From the answer to the committed record it
+            # also crosses the run worker's pipe, and this poll adds up to 0.05 s: 0.16-0.24 s
+            # measured here; 0.6 s leaves room for a two-core machine busy with other tests, and
+            # still fails a committer that waits for the next run or a 128-write batch.
+            assert time.monotonic() - answered[1] < 0.6, time.monotonic() - answered[1]
             assert process.poll() is None, "the backfill must still be waiting on uid 2's run"
             assert server.paths.count("/runs/wait") == 2
         finally:

@@ -40,13 +40,14 @@ disable_plaintext_auth = no
 # Fast failed logins for tests: no 2 s delay (0.5 s remains: the check interval) and no
 # per-IP penalty (4-15 s more per failure from anvil-auth-penalty, disabled below by mode 0).
 auth_failure_delay = 0
-auth_mechanisms = plain login
+auth_mechanisms = $mechanisms
 mail_location = maildir:$root/mail/%u
 $ssl
 namespace inbox {
   inbox = yes
   separator = /
 }
+$oauth2_passdb
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u $root/users
@@ -68,6 +69,23 @@ service anvil {
     mode = 0
   }
 }
+""")
+
+# With `oauth2_url`: XOAUTH2 and OAUTHBEARER logins are checked by Dovecot's oauth2 passdb, which
+# POSTs the token to that introspection endpoint (RFC 7662) and takes the user it names; passwords
+# still go to the passwd-file passdb.
+OAUTH2_PASSDB = """\
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $root/oauth2.conf.ext
+}"""
+OAUTH2_CONFIG = Template("""\
+introspection_mode = post
+introspection_url = $url
+username_attribute = username
+active_attribute = active
+active_value = true
 """)
 
 
@@ -121,8 +139,12 @@ class DovecotServer:
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def start(cls, *, tls: bool = False, timeout: float = 10.0) -> DovecotServer:
-        """Write a config into a fresh folder, start Dovecot and wait for its greeting(s)."""
+    def start(
+        cls, *, tls: bool = False, oauth2_url: str | None = None, timeout: float = 10.0
+    ) -> DovecotServer:
+        """Write a config into a fresh folder, start Dovecot and wait for its greeting(s).
+
+        `oauth2_url` offers XOAUTH2 and OAUTHBEARER, checked by that token introspection URL."""
         root = Path(tempfile.mkdtemp(prefix="dovecot-", dir="/tmp"))
         server = cls(root, _free_port(), _free_port() if tls else None, None)
         atexit.register(server.close)  # Dovecot would outlive a test run that forgets close()
@@ -135,7 +157,21 @@ class DovecotServer:
             if tls:
                 server.ca_file = make_certs(root)
                 ssl_conf = f"ssl = yes\nssl_cert = <{root}/server.pem\nssl_key = <{root}/server.key"
-            conf = dict(root=root, port=server.port, tls_port=server.tls_port or 0, ssl=ssl_conf)
+            mechanisms, oauth2_passdb = "plain login", ""
+            if oauth2_url is not None:
+                (root / "oauth2.conf.ext").write_text(OAUTH2_CONFIG.substitute(url=oauth2_url))
+                mechanisms, oauth2_passdb = (
+                    "plain login xoauth2 oauthbearer",
+                    Template(OAUTH2_PASSDB).substitute(root=root),
+                )
+            conf = dict(
+                root=root,
+                port=server.port,
+                tls_port=server.tls_port or 0,
+                ssl=ssl_conf,
+                mechanisms=mechanisms,
+                oauth2_passdb=oauth2_passdb,
+            )
             (root / "dovecot.conf").write_text(CONFIG_TEMPLATE.substitute(conf))
             server._launch(timeout)
         except BaseException:

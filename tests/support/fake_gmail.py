@@ -2,24 +2,42 @@
 
 Dovecot cannot offer Gmail's X-GM-EXT-1, so this small but real IMAP4rev1 peer (a socket, a
 thread per connection) speaks the part of IMAP that triage's client uses, the way Gmail does:
-X-GM-THRID, X-GM-MSGID and X-GM-LABELS, plus IDLE, MOVE and UIDPLUS. ``gmail=False`` drops
-X-GM-EXT-1 so the same peer plays a plain server; ``without`` drops other capabilities (MOVE,
-UIDPLUS, IDLE). Mail is held in memory: tests add messages, inspect what a client did (flags,
-labels, where a message went, ``commands``) and wake idling clients with ``notify_new``.
 
-Not implemented: TLS and STARTTLS, AUTHENTICATE (XOAUTH2), APPEND and literals in commands,
-sequence-number (non-UID) FETCH/STORE/SEARCH/COPY/MOVE, BODYSTRUCTURE, ENVELOPE, section and
-partial fetches (BODY[HEADER], <0.n>), search keys other than ALL, NOT, OR, UID, SINCE, BEFORE,
-ON, SEEN, UNSEEN, DELETED, UNDELETED, FLAGGED, X-GM-THRID and X-GM-LABELS (no X-GM-RAW), STATUS,
-CLOSE, UNSELECT, DELETE, RENAME, LSUB, \\Recent, modified UTF-7 (mailbox names are kept as sent),
-Gmail's folders-are-labels model ([Gmail]/All Mail, a COPY adding a label), and telling one
-connection about another's expunges (only new mail is announced: by NOOP, IDLE and notify_new).
+- login by ``AUTHENTICATE XOAUTH2`` (or OAUTHBEARER) with an access token only. ``LOGIN`` is
+  refused as Gmail refuses an account password (``NO [ALERT] Application-specific password
+  required``; app passwords are not modelled). A wrong token gets Gmail's error challenge (a base64
+  JSON ``{"status":"400",...}``), then, whatever the client answers, ``NO [AUTHENTICATIONFAILED]``.
+- folders are labels: every message is in ``[Gmail]/All Mail``; INBOX is the ``\\Inbox`` label
+  and any other folder the label of its name. COPY adds the target's label (the same message, a new
+  UID there), MOVE relabels (adds the target's, removes the source's), EXPUNGE of a ``\\Deleted``
+  message removes that folder's label (the message stays in All Mail), and X-GM-LABELS shows a
+  message's labels but the selected folder's, as Gmail's does. Flags are the message's, in every
+  folder; ``\\Deleted`` is per folder.
+- X-GM-THRID, X-GM-MSGID and X-GM-LABELS (fetch, store, search), IDLE, MOVE and UIDPLUS;
+  BODYSTRUCTURE, ``BODY[HEADER]``, ``BODY[TEXT]``, ``BODY[n.m]`` and partial fetches (``<0.n>``).
+
+``gmail=False`` plays a plain server instead: LOGIN with ``password``, no X-GM-EXT-1, and folders
+that hold copies (COPY makes an independent copy; EXPUNGE deletes). ``without`` drops other
+capabilities (MOVE, UIDPLUS, IDLE). Mail is held in memory: tests add messages, inspect what a
+client did (flags, labels, where a message went, ``commands``, ``logins``, ``sent_bytes``) and wake
+idling clients with ``notify_new``.
+
+Not implemented: TLS and STARTTLS, APPEND and literals in commands, sequence-number (non-UID)
+FETCH/STORE/SEARCH/COPY/MOVE, ENVELOPE, ``BODY[n.MIME]`` and ``HEADER.FIELDS``, entering attached
+messages (message/rfc822 is a leaf), search keys other than ALL, NOT, OR, UID, SINCE, BEFORE, ON,
+SEEN, UNSEEN, DELETED, UNDELETED, FLAGGED, X-GM-THRID and X-GM-LABELS (no X-GM-RAW), STATUS,
+CLOSE, UNSELECT, DELETE, RENAME, LSUB, \\Recent, Gmail's other system folders (Sent, Trash...),
+modified UTF-7 (mailbox names are kept as sent), and telling one connection about another's
+expunges (only new mail is announced: by NOOP, IDLE and notify_new).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
-import dataclasses
+import email
+import email.policy
 import re
 import socket
 import socketserver
@@ -32,7 +50,16 @@ from types import TracebackType
 from typing import TypeAlias
 
 CAPABILITIES = ("IMAP4rev1", "IDLE", "MOVE", "UIDPLUS", "X-GM-EXT-1")
+# Offered before login, as Gmail does; LOGIN is answered, but refused (see cmd_login).
+GMAIL_AUTH = ("SASL-IR", "AUTH=XOAUTH2", "AUTH=OAUTHBEARER")
 SYSTEM_FLAGS = "\\Answered \\Flagged \\Draft \\Deleted \\Seen"
+ALL_MAIL = "[Gmail]/All Mail"
+INBOX_LABEL = "\\Inbox"
+# What Gmail answers a password login, and a refused token (the challenge, then the tagged NO).
+APP_PASSWORD_REQUIRED = "[ALERT] Application-specific password required: https://support.google.com/accounts/answer/185833 (Failure)"
+TOKEN_ERROR = base64.b64encode(
+    b'{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}'
+).decode()
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MAX_LINE = 64 * 1024
 _STOP_DEADLINE_S = 5.0
@@ -45,18 +72,19 @@ _FLAG_KEYS = {
     "UNDELETED": ("\\Deleted", False),
     "FLAGGED": ("\\Flagged", True),
 }
-_FETCH_ITEMS = {"UID", "FLAGS", "RFC822.SIZE", "INTERNALDATE", "BODY[]", "BODY.PEEK[]", "RFC822"}
+_FETCH_ITEMS = {"UID", "FLAGS", "RFC822.SIZE", "INTERNALDATE", "RFC822", "BODYSTRUCTURE"}
 _GMAIL_ITEMS = {"X-GM-THRID", "X-GM-MSGID", "X-GM-LABELS"}
+# BODY[section]<origin.count>, BODY.PEEK too; sections: whole, HEADER, TEXT or a part number.
+_BODY_ITEM = re.compile(r"BODY(\.PEEK)?\[(|HEADER|TEXT|[1-9]\d*(?:\.[1-9]\d*)*)\](?:<(\d+)\.(\d+)>)?")
 
 Token: TypeAlias = "str | list[Token]"
-Predicate: TypeAlias = Callable[["StoredMessage", "_Mailbox"], bool]
+Predicate: TypeAlias = Callable[["_Entry", "_Mailbox"], bool]
 
 
 @dataclass(eq=False)
-class StoredMessage:
-    """One message as the server holds it (labels and flags as sent, e.g. "\\Important")."""
+class _Mail:
+    """A message once, as Gmail keeps it: its labels say which folders show it."""
 
-    uid: int
     raw: bytes
     thrid: int
     msgid: int
@@ -64,8 +92,52 @@ class StoredMessage:
     labels: set[str] = field(default_factory=set)
     flags: set[str] = field(default_factory=set)
 
-    def snapshot(self) -> StoredMessage:
-        return dataclasses.replace(self, labels=set(self.labels), flags=set(self.flags))
+
+@dataclass(eq=False)
+class _Entry:
+    """A message as one folder shows it: under a UID of that folder's, with its own \\Deleted."""
+
+    uid: int
+    mail: _Mail
+    deleted: bool = False
+
+    @property
+    def raw(self) -> bytes:
+        return self.mail.raw
+
+    @property
+    def thrid(self) -> int:
+        return self.mail.thrid
+
+    @property
+    def msgid(self) -> int:
+        return self.mail.msgid
+
+    @property
+    def internal_date(self) -> datetime:
+        return self.mail.internal_date
+
+    @property
+    def labels(self) -> set[str]:
+        return self.mail.labels
+
+    @property
+    def flags(self) -> set[str]:
+        return self.mail.flags | ({"\\Deleted"} if self.deleted else set())
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message as a folder shows it, at one moment: labels as X-GM-LABELS there lists them (the
+    folder's own left out, e.g. no \\Inbox in INBOX) and flags as sent (e.g. "\\Seen")."""
+
+    uid: int
+    raw: bytes
+    thrid: int
+    msgid: int
+    internal_date: datetime
+    labels: set[str]
+    flags: set[str]
 
 
 @dataclass(eq=False)
@@ -73,15 +145,18 @@ class _Mailbox:
     name: str
     uidvalidity: int = 1
     uidnext: int = 1
-    messages: list[StoredMessage] = field(default_factory=list)
+    messages: list[_Entry] = field(default_factory=list)
 
-    def append(self, message: StoredMessage) -> StoredMessage:
-        message.uid, self.uidnext = self.uidnext, self.uidnext + 1
-        self.messages.append(message)
-        return message
+    def append(self, mail: _Mail) -> _Entry:
+        entry, self.uidnext = _Entry(self.uidnext, mail), self.uidnext + 1
+        self.messages.append(entry)
+        return entry
 
-    def seq(self, message: StoredMessage) -> int:
-        return self.messages.index(message) + 1
+    def entry_of(self, mail: _Mail) -> _Entry | None:
+        return next((entry for entry in self.messages if entry.mail is mail), None)
+
+    def seq(self, entry: _Entry) -> int:
+        return self.messages.index(entry) + 1
 
 
 class _Reply(Exception):
@@ -93,29 +168,42 @@ class _Reply(Exception):
 
 
 class FakeGmail:
-    """An in-memory Gmail-like IMAP server on 127.0.0.1, running while used as a context manager."""
+    """An in-memory Gmail-like IMAP server on 127.0.0.1, running while used as a context manager.
+
+    It takes `token` by XOAUTH2 (Gmail); with ``gmail=False``, `password` by LOGIN (a plain server).
+    """
 
     def __init__(
         self,
         username: str = "me@example.com",
         password: str = "pw",
         *,
+        token: str = "ya29.fake-gmail-access-token",
         gmail: bool = True,
         without: Iterable[str] = (),
     ) -> None:
         dropped = {name.upper() for name in without} | (set() if gmail else {"X-GM-EXT-1"})
         self.capabilities = tuple(name for name in CAPABILITIES if name.upper() not in dropped)
-        self.username, self.password = username, password
+        self.gmail = gmail
+        self.username, self.password, self.token = username, password, token
         self.host, self.port = "127.0.0.1", 0
-        self.commands: list[str] = []  # command lines received, tags stripped, passwords masked
+        self.commands: list[str] = []  # command lines received, tags stripped, credentials masked
+        self.logins: list[tuple[str, str, bool]] = []  # (LOGIN or mechanism, user, accepted)
+        self.sent_bytes = 0  # everything written to clients
         self.lock = threading.RLock()
         self._idle_changed = threading.Condition(self.lock)
         self._mailboxes = {"INBOX": _Mailbox("INBOX")}
+        if gmail:
+            self._mailboxes[ALL_MAIL] = _Mailbox(ALL_MAIL)
         self._sessions: set[_Session] = set()
         self._next_msgid = 1
         self._refusals: dict[str, int] = {}  # command prefix -> how many more to refuse
         self._tcp: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def greeting_capabilities(self) -> tuple[str, ...]:
+        return self.capabilities + (GMAIL_AUTH if self.gmail else ())
 
     def refuse(self, prefix: str, times: int = 1) -> None:
         """Answer the next `times` commands starting with `prefix` (e.g. "UID MOVE") with a
@@ -175,30 +263,47 @@ class FakeGmail:
         flags: Iterable[str] = (),
         internal_date: datetime | None = None,
     ) -> int:
-        """Append a message (creating the mailbox if needed); return its UID."""
+        """Deliver a message to a mailbox (made if needed) with more labels; return its UID there."""
         moment = internal_date or datetime.now(UTC).replace(microsecond=0)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         with self.lock:
-            name = _canonical(mailbox)
-            box = self._mailboxes.setdefault(name, _Mailbox(name))
-            message = StoredMessage(0, bytes(raw), thrid, self._new_msgid(), moment, set(labels), set(flags))
-            return box.append(message).uid
+            box = self._box(mailbox)
+            mail = _Mail(bytes(raw), thrid, self._new_msgid(), moment, set(), set(flags))
+            if not self.gmail:
+                mail.labels |= set(labels)
+                return box.append(mail).uid
+            self._mailboxes[ALL_MAIL].append(mail)
+            self.file(box, mail)
+            for label in labels:
+                self.add_label(mail, label)
+            entry = box.entry_of(mail)
+            assert entry is not None
+            return entry.uid
 
     def message(self, mailbox: str, uid: int) -> StoredMessage:
-        """A snapshot of one message; KeyError when the mailbox does not hold that UID."""
+        """How a mailbox shows its UID now; KeyError when it does not hold that UID."""
         with self.lock:
             box = self._mailboxes.get(_canonical(mailbox))
-            for message in box.messages if box else ():
-                if message.uid == uid:
-                    return message.snapshot()
+            for entry in box.messages if box else ():
+                if entry.uid == uid:
+                    labels = entry.labels - {self.label_of(_canonical(mailbox))}
+                    return StoredMessage(
+                        uid,
+                        entry.raw,
+                        entry.thrid,
+                        entry.msgid,
+                        entry.internal_date,
+                        labels,
+                        set(entry.flags),
+                    )
         raise KeyError(f"{mailbox} has no UID {uid}")
 
     def uids(self, mailbox: str) -> list[int]:
         """The UIDs a mailbox holds, ascending (empty when it does not exist)."""
         with self.lock:
             box = self._mailboxes.get(_canonical(mailbox))
-            return [message.uid for message in box.messages] if box else []
+            return [entry.uid for entry in box.messages] if box else []
 
     @property
     def mailboxes(self) -> list[str]:
@@ -220,6 +325,49 @@ class FakeGmail:
                 lambda: any(session.idling_in(mailbox) for session in self._sessions), timeout
             ):
                 raise TimeoutError(f"no connection began to IDLE in {mailbox} within {timeout} s")
+
+    # -- folders as labels (under the lock) ---------------------------------------------------
+
+    def label_of(self, folder: str) -> str | None:
+        """The label a folder shows (None: All Mail shows every message; a plain server, none)."""
+        if not self.gmail or folder == ALL_MAIL:
+            return None
+        return INBOX_LABEL if folder == "INBOX" else folder
+
+    def add_label(self, mail: _Mail, label: str) -> None:
+        """Label a message; it shows in the label's folder, made if needed (Gmail makes labels on
+        demand). System labels other than \\Inbox (\\Important, \\Starred) have no folder here."""
+        mail.labels.add(label)
+        folder = "INBOX" if label == INBOX_LABEL else None if label.startswith("\\") else label
+        if folder is not None:
+            box = self._box(folder)
+            if box.entry_of(mail) is None:
+                box.append(mail)
+
+    def remove_label(self, mail: _Mail, label: str) -> None:
+        """Unlabel a message; it leaves the label's folder (and stays in All Mail)."""
+        mail.labels.discard(label)
+        box = self._mailboxes.get("INBOX" if label == INBOX_LABEL else label)
+        entry = box.entry_of(mail) if box is not None else None
+        if box is not None and entry is not None:
+            box.messages.remove(entry)
+
+    def file(self, box: _Mailbox, mail: _Mail) -> _Entry:
+        """Make `box` show a message: on Gmail by its label, on a plain server as a new copy."""
+        if not self.gmail:
+            return box.append(
+                _Mail(mail.raw, mail.thrid, self._new_msgid(), mail.internal_date, set(), set(mail.flags))
+            )
+        label = self.label_of(box.name)
+        if label is not None:
+            self.add_label(mail, label)
+        entry = box.entry_of(mail)
+        assert entry is not None, f"{box.name} does not show the message"
+        return entry
+
+    def _box(self, name: str) -> _Mailbox:
+        name = _canonical(name)
+        return self._mailboxes.setdefault(name, _Mailbox(name))
 
     def _new_msgid(self) -> int:
         self._next_msgid += 1
@@ -273,7 +421,7 @@ class _Session(socketserver.StreamRequestHandler):
         with self.fake.lock:
             self.fake._sessions.add(self)
         try:
-            self.send(f"* OK [CAPABILITY {' '.join(self.fake.capabilities)}] Gimap ready")
+            self.send(f"* OK [CAPABILITY {' '.join(self.fake.greeting_capabilities)}] Gimap ready")
             while line := self.rfile.readline(_MAX_LINE):
                 if not self.command(line.rstrip(b"\r\n").decode("utf-8", "replace")):
                     break
@@ -287,7 +435,13 @@ class _Session(socketserver.StreamRequestHandler):
         """Run one command line; False when the connection is to end."""
         tag, _, rest = line.partition(" ")
         name = rest.split(" ", 1)[0].upper()
-        shown = " ".join([*rest.split(" ")[:2], "***"]) if name == "LOGIN" else rest  # never the password
+        # Never a credential: LOGIN's password, AUTHENTICATE's initial response (SASL-IR).
+        words = rest.split(" ")
+        shown = (
+            " ".join([*words[:2], "***"])
+            if name == "LOGIN" or (len(words) > 2 and name == "AUTHENTICATE")
+            else rest
+        )
         with self.fake.lock:
             self.fake.commands.append(shown)
             refused = self.fake._refused(rest)
@@ -301,6 +455,8 @@ class _Session(socketserver.StreamRequestHandler):
             args = tokenize(rest)[1:]
             if name == "IDLE":
                 text = self.cmd_idle(args)
+            elif name == "AUTHENTICATE":
+                text = self.cmd_authenticate(args)
             else:
                 with self.fake.lock:
                     text = self.dispatch(name, args)
@@ -338,15 +494,51 @@ class _Session(socketserver.StreamRequestHandler):
     # -- the commands ------------------------------------------------------------------------
 
     def cmd_capability(self, args: list[Token]) -> str:
-        self.untagged(f"CAPABILITY {' '.join(self.fake.capabilities)}")
+        offered = self.fake.capabilities if self.user is not None else self.fake.greeting_capabilities
+        self.untagged(f"CAPABILITY {' '.join(offered)}")
         return "Thats all she wrote!"
 
     def cmd_login(self, args: list[Token]) -> str:
         if self.user is not None:
             raise _Reply("BAD", "already logged in")
         user, password = _strings(args, 2)
-        if (user, password) != (self.fake.username, self.fake.password):
+        accepted = not self.fake.gmail and (user, password) == (self.fake.username, self.fake.password)
+        with self.fake.lock:
+            self.fake.logins.append(("LOGIN", user, accepted))
+        if self.fake.gmail:  # an account password, as Gmail has refused them since 2022
+            raise _Reply("NO", APP_PASSWORD_REQUIRED)
+        if not accepted:
             raise _Reply("NO", "[AUTHENTICATIONFAILED] Invalid credentials")
+        return self.logged_in(user)
+
+    def cmd_authenticate(self, args: list[Token]) -> str:
+        """XOAUTH2 or OAUTHBEARER with an access token, the initial response inline (SASL-IR) or
+        after an empty challenge; a refused token gets Gmail's error challenge first."""
+        if self.user is not None:
+            raise _Reply("BAD", "already logged in")
+        words = _strings(args, None)
+        mechanism = words[0].upper() if words else ""
+        if not self.fake.gmail or mechanism not in ("XOAUTH2", "OAUTHBEARER") or len(words) > 2:
+            raise _Reply("NO", "[CANNOT] Unsupported authentication mechanism")
+        if len(words) == 1:
+            self.send("+ ")
+        response = (
+            words[1] if len(words) == 2 else self.rfile.readline(_MAX_LINE).strip().decode("ascii", "replace")
+        )
+        if response == "*":
+            raise _Reply("BAD", "AUTHENTICATE cancelled")
+        user, token = _bearer(mechanism, response)
+        accepted = (user, token) == (self.fake.username, self.fake.token)
+        with self.fake.lock:
+            self.fake.logins.append((mechanism, user, accepted))
+        if not accepted:
+            self.send(f"+ {TOKEN_ERROR}")
+            self.rfile.readline(_MAX_LINE)  # the client's answer to it: anything ends the exchange
+            raise _Reply("NO", "[AUTHENTICATIONFAILED] Invalid credentials (Failure)")
+        with self.fake.lock:
+            return self.logged_in(user)
+
+    def logged_in(self, user: str) -> str:
         self.user = user
         return f"[CAPABILITY {' '.join(self.fake.capabilities)}] {user} authenticated (Success)"
 
@@ -388,7 +580,8 @@ class _Session(socketserver.StreamRequestHandler):
         regex = "".join(wildcards.get(char) or re.escape(char) for char in reference + pattern)
         for name in sorted(self.fake._mailboxes):
             if re.fullmatch(regex, name) or (name == "INBOX" and re.fullmatch(regex, name, re.IGNORECASE)):
-                self.untagged(f'LIST (\\HasNoChildren) "/" {_quote(name)}')
+                attributes = "\\All \\HasNoChildren" if name == ALL_MAIL else "\\HasNoChildren"
+                self.untagged(f'LIST ({attributes}) "/" {_quote(name)}')
         return "Success"
 
     def cmd_create(self, args: list[Token]) -> str:
@@ -458,31 +651,46 @@ class _Session(socketserver.StreamRequestHandler):
             raise _Reply("BAD", "expected UID FETCH <set> <items>")
         names = [item.upper() for item in _strings(_as_list(args[1]), None)]
         for name in names:
-            if name not in _FETCH_ITEMS and not (name in _GMAIL_ITEMS and self.gmail):
+            if (
+                name not in _FETCH_ITEMS
+                and not _BODY_ITEM.fullmatch(name)
+                and not (name in _GMAIL_ITEMS and self.gmail)
+            ):
                 raise _Reply("BAD", f"unsupported fetch item {name}")
-        marks_seen = not self.readonly and ("BODY[]" in names or "RFC822" in names)
+        reads = [match for name in names if (match := _BODY_ITEM.fullmatch(name)) and not match[1]]
+        marks_seen = not self.readonly and ("RFC822" in names or bool(reads))
         for message in _in_set(args[0], box):
             items = [name for name in names if name != "UID"]
             if marks_seen and "\\Seen" not in message.flags:
-                message.flags.add("\\Seen")  # a client that marks mail read is told so
+                message.mail.flags.add("\\Seen")  # a client that marks mail read is told so
                 items += [] if "FLAGS" in items else ["FLAGS"]
             parts = [b"UID %d" % message.uid, *(self.fetch_item(message, name) for name in items)]
             self.send(b"* %d FETCH (%s)" % (box.seq(message), b" ".join(parts)))
         return "Success"
 
-    def fetch_item(self, message: StoredMessage, name: str) -> bytes:
+    def fetch_item(self, message: _Entry, name: str) -> bytes:
+        shown_labels = message.labels - {self.fake.label_of(self.selected().name)}
         values = {
             "FLAGS": lambda: _paren(sorted(message.flags)),
             "RFC822.SIZE": lambda: str(len(message.raw)),
             "INTERNALDATE": lambda: _imap_datetime(message.internal_date),
             "X-GM-THRID": lambda: str(message.thrid),
             "X-GM-MSGID": lambda: str(message.msgid),
-            "X-GM-LABELS": lambda: _paren(_quote(label) for label in sorted(message.labels)),
+            "X-GM-LABELS": lambda: _paren(_quote(label) for label in sorted(shown_labels)),
+            "BODYSTRUCTURE": lambda: _Entity.parse(message.raw).structure(),
         }
         if name in values:
             return f"{name} {values[name]()}".encode()
-        shown = b"RFC822" if name == "RFC822" else b"BODY[]"
-        return b"%s {%d}\r\n%s" % (shown, len(message.raw), message.raw)
+        if name == "RFC822":
+            return b"RFC822 {%d}\r\n%s" % (len(message.raw), message.raw)
+        match = _BODY_ITEM.fullmatch(name)
+        assert match is not None, name
+        section, origin, count = match[2], match[3], match[4]
+        data = _Entity.parse(message.raw).section(section)
+        if origin is not None:
+            data = data[int(origin) : int(origin) + int(count)]
+        shown = f"BODY[{section}]" + (f"<{origin}>" if origin is not None else "")
+        return b"%s {%d}\r\n%s" % (shown.encode(), len(data), data)
 
     def cmd_uid_store(self, args: list[Token]) -> str:
         box = self.writable()
@@ -495,15 +703,17 @@ class _Session(socketserver.StreamRequestHandler):
             raise _Reply("BAD", f"unsupported store item {args[1]}")
         values = set(_strings(_as_list(args[2]), None))
         for message in _in_set(args[0], box):
-            held = message.flags if item == "FLAGS" else message.labels
-            if sign == "+":
-                held |= values
-            elif sign == "-":
-                held -= values
-            else:
-                held.clear()
-                held |= values
-            if not silent:
+            held = message.flags if item == "FLAGS" else set(message.labels)
+            wanted = held | values if sign == "+" else held - values if sign == "-" else values
+            if item == "FLAGS":
+                message.deleted = "\\Deleted" in wanted  # this folder's; the rest are the message's
+                message.mail.flags = wanted - {"\\Deleted"}
+            else:  # a label added shows the message in its folder; one removed takes it out
+                for label in wanted - held:
+                    self.fake.add_label(message.mail, label)
+                for label in held - wanted:
+                    self.fake.remove_label(message.mail, label)
+            if not silent and message in box.messages:
                 shown = self.fetch_item(message, item)
                 self.send(b"* %d FETCH (UID %d %s)" % (box.seq(message), message.uid, shown))
         return "Success"
@@ -518,7 +728,8 @@ class _Session(socketserver.StreamRequestHandler):
         uid_set, name = _strings(args, 2)
         moving = _in_set(uid_set, box)
         self.untagged(f"OK {self.copy(moving, name)} Moved")
-        self.remove(box, moving)
+        if box.name != ALL_MAIL:  # out of All Mail, Gmail only labels
+            self.remove(box, moving)
         return "Success"
 
     def cmd_uid_expunge(self, args: list[Token]) -> str:
@@ -531,6 +742,7 @@ class _Session(socketserver.StreamRequestHandler):
 
     @property
     def gmail(self) -> bool:
+        """Whether Gmail's extensions are offered (a fake with X-GM-EXT-1 dropped has none)."""
         return "X-GM-EXT-1" in self.fake.capabilities
 
     def selected(self) -> _Mailbox:
@@ -544,22 +756,32 @@ class _Session(socketserver.StreamRequestHandler):
             raise _Reply("NO", "[READ-ONLY] the mailbox was opened with EXAMINE")
         return box
 
-    def copy(self, messages: list[StoredMessage], name: str) -> str:
-        """Copy messages to a mailbox; return the COPYUID response code (empty if none copied)."""
+    def copy(self, messages: list[_Entry], name: str) -> str:
+        """Show messages in another mailbox too (Gmail: label them; a plain server: copy them);
+        return the COPYUID response code (empty if none copied)."""
         target = self.fake._mailboxes.get(_canonical(name))
         if target is None:
             raise _Reply("NO", f"[TRYCREATE] No folder {name} (Failure)")
-        copies = [target.append(message.snapshot()) for message in messages]
+        copies = [self.fake.file(target, message.mail) for message in messages]
         if not copies:
             return ""
         source = ",".join(str(message.uid) for message in messages)
         return f"[COPYUID {target.uidvalidity} {source} {','.join(str(c.uid) for c in copies)}]"
 
-    def remove(self, box: _Mailbox, doomed: list[StoredMessage]) -> None:
-        """Expunge messages, highest sequence number first so each EXPUNGE number stays right."""
+    def remove(self, box: _Mailbox, doomed: list[_Entry]) -> None:
+        """Expunge messages, highest sequence number first so each EXPUNGE number stays right.
+
+        On Gmail that takes the folder's label away (from All Mail: the message goes for good)."""
+        label = self.fake.label_of(box.name)
         for message in reversed(doomed):
             self.untagged(f"{box.seq(message)} EXPUNGE")
-            box.messages.remove(message)
+            if label is not None:
+                self.fake.remove_label(message.mail, label)
+            elif box.name == ALL_MAIL:
+                for other in self.fake._mailboxes.values():
+                    other.messages = [entry for entry in other.messages if entry.mail is not message.mail]
+            else:
+                box.messages.remove(message)
             self.reported -= 1
 
     def announce(self, *, always: bool = False) -> None:
@@ -616,9 +838,99 @@ class _Session(socketserver.StreamRequestHandler):
             self.send(f"* {line}")
 
     def send(self, line: str | bytes) -> None:
-        data = line.encode() if isinstance(line, str) else line
+        data = (line.encode() if isinstance(line, str) else line) + b"\r\n"
         with self._write_lock:
-            self.request.sendall(data + b"\r\n")
+            self.request.sendall(data)
+        with self.fake.lock:
+            self.fake.sent_bytes += len(data)
+
+
+def _bearer(mechanism: str, response: str) -> tuple[str, str]:
+    """(user, token) of an XOAUTH2 or OAUTHBEARER initial response (base64); BAD if malformed."""
+    try:
+        text = base64.b64decode(response, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise _Reply("BAD", "Invalid SASL argument") from None
+    fields = text.split("\x01")
+    if mechanism == "OAUTHBEARER":  # n,a=USER,^Aauth=Bearer T^A^A (RFC 7628)
+        gs2, fields = fields[0], fields[1:]
+        user = next((part[2:] for part in gs2.split(",") if part.startswith("a=")), "")
+    else:  # user=USER^Aauth=Bearer T^A^A
+        user = next((part[5:] for part in fields if part.startswith("user=")), "")
+    auth = next((part[5:] for part in fields if part.startswith("auth=")), "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not user or not token:
+        raise _Reply("BAD", "Invalid SASL argument")
+    return user, token
+
+
+@dataclass(frozen=True)
+class _Entity:
+    """A message or body part as IMAP addresses it: its header, its body, and its parts if multipart."""
+
+    header: bytes  # up to and with the blank line
+    body: bytes
+    maintype: str
+    subtype: str
+    params: list[tuple[str, str]]
+    encoding: str
+    parts: list[_Entity]
+
+    @classmethod
+    def parse(cls, raw: bytes) -> _Entity:
+        cut = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
+        end = cut + (4 if raw.startswith(b"\r\n\r\n", cut) else 2 if cut < len(raw) else 0)
+        header, body = raw[:end], raw[end:]
+        info = email.message_from_bytes(header, policy=email.policy.compat32)
+        params = [(str(k), str(v)) for k, v in (info.get_params() or [])[1:]]
+        parts: list[_Entity] = []
+        boundary = info.get_boundary()
+        if info.get_content_maintype() == "multipart" and boundary:
+            parts = [cls.parse(piece) for piece in _split_parts(body, boundary.encode())]
+        encoding = str(info.get("content-transfer-encoding", "7bit")).strip()
+        return cls(
+            header, body, info.get_content_maintype(), info.get_content_subtype(), params, encoding, parts
+        )
+
+    def structure(self) -> str:
+        """BODYSTRUCTURE (RFC 3501 7.4.2), without extension data; message/rfc822 as a plain leaf."""
+        if self.parts:
+            return (
+                "(" + "".join(part.structure() for part in self.parts) + f" {_quote(self.subtype.upper())})"
+            )
+        params = _paren(f"{_quote(k.upper())} {_quote(v)}" for k, v in self.params) if self.params else "NIL"
+        fields = [_quote(self.maintype.upper()), _quote(self.subtype.upper()), params, "NIL", "NIL"]
+        fields += [_quote(self.encoding.upper()), str(len(self.body))]
+        if self.maintype == "text":
+            fields.append(str(self.body.count(b"\n")))
+        return "(" + " ".join(fields) + ")"
+
+    def section(self, section: str) -> bytes:
+        """The bytes of BODY[section]: "", HEADER, TEXT, or a part number such as 2.1."""
+        if section in ("", "HEADER", "TEXT"):
+            return {"": self.header + self.body, "HEADER": self.header, "TEXT": self.body}[section]
+        entity = self
+        for number in (int(n) for n in section.split(".")):
+            if not entity.parts and number == 1:
+                continue  # part 1 of a single-part entity is its body
+            if number > len(entity.parts):
+                return b""
+            entity = entity.parts[number - 1]
+        return entity.body
+
+
+def _split_parts(body: bytes, boundary: bytes) -> list[bytes]:
+    """The parts between a multipart body's delimiter lines (the CRLF before each belongs to it)."""
+    delimiter = re.compile(rb"(?:\r?\n|^)--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r?\n|$)")
+    parts: list[bytes] = []
+    start: int | None = None
+    for match in delimiter.finditer(body):
+        if start is not None:
+            parts.append(body[start : match.start()])
+        if match[1]:
+            break
+        start = match.end()
+    return parts
 
 
 def tokenize(text: str) -> list[Token]:
@@ -726,7 +1038,7 @@ def _set_holds(ranges: list[tuple[int | None, int | None]], uid: int, box: _Mail
     return False
 
 
-def _in_set(text: str, box: _Mailbox) -> list[StoredMessage]:
+def _in_set(text: str, box: _Mailbox) -> list[_Entry]:
     """The messages whose UIDs are in a UID set, in mailbox order."""
     ranges = _parse_set(text)
     return [message for message in box.messages if _set_holds(ranges, message.uid, box)]

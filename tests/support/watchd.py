@@ -27,6 +27,25 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> fl
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process `pid` holds `path` open (read from /proc: how a test knows a process got
+    as far as its store without a log line saying so)."""
+    try:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:  # gone, or an fd closed while listing
+        return False
+    return str(path) in links
+
+
+def bytes_written(pid: int) -> int:
+    """Bytes process `pid` has written (files and sockets alike), from /proc/PID/io."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        name, _, value = line.partition(": ")
+        if name == "wchar":
+            return int(value)
+    raise AssertionError(f"no wchar in /proc/{pid}/io")
+
+
 def watcher_state(db: Path, mailbox: str = "INBOX") -> str | None:
     try:
         found = rows(db, "SELECT state FROM watchers WHERE mailbox = ?", mailbox)
