@@ -112,11 +112,20 @@ class PromptSettings(Section):
     template: Path | None = None
     max_body_chars: int = Field(default=4000, ge=200)
     max_examples: int = Field(default=4, ge=0, le=50)  # labelled past decisions offered; 0: none
+    strip_quoted: bool = True  # the body is the new text; quoted history and signature apart
 
 
 class LearningSettings(Section):
     # What a message the user moves back out of an action's folder is corrected to.
     moved_back_decision: Literal["new-task", "ignore"] = "new-task"
+
+
+class CostSettings(Section):
+    """Model prices, for `triage stats` and `backfill --estimate` to put a figure on tokens."""
+
+    input_per_million: float | None = Field(default=None, ge=0)
+    output_per_million: float | None = Field(default=None, ge=0)
+    currency: str = "USD"
 
 
 class StoreSettings(Section):
@@ -167,6 +176,14 @@ class RoutingSettings(Section):
     )
 
 
+class WebSettings(Section):
+    """`triage web`: where it listens, and the token a request needs off this machine."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port
+    token: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRIAGE_",
@@ -183,6 +200,8 @@ class Settings(BaseSettings):
     watch: WatchSettings = Field(default_factory=WatchSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @property
     def has_mailbox_actions(self) -> bool:
@@ -258,7 +277,7 @@ def describe_validation_error(exc: ValidationError, path: Path | None) -> str:
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, with every secret replaced by a mask."""
     data = settings.model_dump(mode="json")
-    for section, key in (("imap", "password"), ("langgraph", "api_key")):
+    for section, key in (("imap", "password"), ("langgraph", "api_key"), ("web", "token")):
         if data[section][key] is not None:
             data[section][key] = MASK
     return data

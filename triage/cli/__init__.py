@@ -36,6 +36,7 @@ COMMAND_GROUPS = (
     "replay",
     "rules",
     "purge",
+    "web",
 )
 SIGPIPE_STATUS = 141  # what a shell reports for a program ended by SIGPIPE
 

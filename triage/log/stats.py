@@ -35,6 +35,7 @@ class Tally:
     after_corrections: Counter[str] = field(default_factory=Counter)
     latencies: Counter[int] = field(default_factory=Counter)
     corrected: int = 0
+    agreed: int = 0  # corrections that kept the decision's label
     first_day: str | None = None
     last_day: str | None = None
 
@@ -44,6 +45,7 @@ class Tally:
         self.after_corrections.update(other.after_corrections)
         self.latencies.update(other.latencies)
         self.corrected += other.corrected
+        self.agreed += other.agreed
         days = [d for d in (self.first_day, self.last_day, other.first_day, other.last_day) if d]
         self.first_day, self.last_day = (min(days), max(days)) if days else (None, None)
 
@@ -58,6 +60,7 @@ class Tally:
             "latency_ms": percentiles(self.latencies),
             "corrected": self.corrected,
             "correction_rate": _rate(self.corrected, total),
+            "agreement_rate": _rate(self.agreed, self.corrected),
             "after_corrections": {k: v for k, v in sorted(self.after_corrections.items()) if v},
             "first_day": self.first_day,
             "last_day": self.last_day,
@@ -132,6 +135,7 @@ def stats(store: Store, filters: Filters, *, by: str = "day") -> dict[str, Any]:
     for *key, status, decision, corrected, n in _grouped(store, filters, _corrections_query(keys)):
         found = tally(key)
         found.corrected += n
+        found.agreed += n if corrected == label(status, decision) else 0
         found.after_corrections[label(status, decision)] -= n
         found.after_corrections[corrected] += n
     return _stats_report(tallies, filters, by)
