@@ -83,6 +83,7 @@ class BackfillPlan:
     dry_run: bool = False
     only_uids: dict[str, set[int]] | None = None  # per mailbox: just these (`triage retry`)
     circuit_breaker: int = 5  # stop after this many messages in a row could not reach the server; 0: never
+    dedupe: bool = True  # a copy of mail decided elsewhere in the store keeps that decision, no run
 
 
 @dataclass(slots=True)

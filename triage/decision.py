@@ -93,14 +93,20 @@ def _answer(state: dict[str, Any]) -> dict[str, Any] | None:
     return _answer_from_text(text) if text else None
 
 
-def _last_ai_text(state: dict[str, Any]) -> str | None:
+def last_ai_message(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The final state's last AI message (the assistant's answer), as the server serialised it."""
     messages = state.get("messages")
     if not isinstance(messages, list):
         return None
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("type") in ("ai", "AIMessageChunk"):
-            return _content_text(message.get("content"))
+            return message
     return None
+
+
+def _last_ai_text(state: dict[str, Any]) -> str | None:
+    message = last_ai_message(state)
+    return None if message is None else _content_text(message.get("content"))
 
 
 def _content_text(content: object) -> str:

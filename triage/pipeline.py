@@ -23,10 +23,11 @@ from triage.rules import first_match
 from triage.runs import RunRef, Runs, build_request, run_is_over
 from triage.sources import RawMessage, Source
 from triage.store import Claim, Claimed, Outcome, Store, routing_log, thread_registry
-from triage.store.moves import MOVED, earlier_decision
+from triage.store.moves import COPY, MOVED, copy_of, earlier_decision
 from triage.store.routing_log import RoutingJob
 from triage.store.thread_registry import ThreadAssignment
 from triage.threads import ThreadCandidate, message_key, thread_id_for
+from triage.tokens import tokens_of
 
 log = logging.getLogger("triage.pipeline")
 # In the metadata of each stateless run of a claimed message: its identity (threads.message_key).
@@ -71,6 +72,7 @@ class Pipeline:
         *,
         mailbox_actions: bool = False,
         dry_run: bool = False,
+        dedupe: bool = True,
     ) -> None:
         self.settings = settings
         self.renderer = renderer
@@ -80,6 +82,8 @@ class Pipeline:
         self.mailbox_actions = mailbox_actions
         # A dry run decides and records, and carries nothing out: it says what it would have done.
         self.dry_run = dry_run
+        # A copy of mail decided elsewhere in the store keeps that decision, without a run.
+        self.dedupe = dedupe
         self.routing = (
             settings.routing.model_copy(update={"execute": False, "actions": {}})
             if dry_run
@@ -158,9 +162,12 @@ class Pipeline:
         if carried is not None:
             return Triaged(raw, prepared.email.subject, carried, carried_over=True)
         filed = self._filed(raw, prepared.email)
-        if filed is not None and filed.carry_from is not None:
-            moved = self.store.carry_from(raw, prepared.email, filed.carry_from, MOVED)
-            return Triaged(raw, prepared.email.subject, moved, carried_over=moved is not None)
+        twin, why = (
+            (filed.carry_from, MOVED) if filed is not None else (self._copy_of(raw, prepared.email), COPY)
+        )
+        if twin is not None:
+            again = self.store.carry_from(raw, prepared.email, twin, why)
+            return Triaged(raw, prepared.email.subject, again, carried_over=again is not None)
         claim = Claim(
             prepared.prompt,
             self.renderer.template_hash,
@@ -214,6 +221,15 @@ class Pipeline:
             return None
         earlier = earlier_decision(self.store, raw, email.message_id)
         return None if earlier is None else self.filing.read(raw, email, earlier)
+
+    def _copy_of(self, raw: RawMessage, email: Email) -> int | None:
+        if not self.dedupe or email.message_id is None or self.store is None:
+            return None
+        return copy_of(self.store, raw, email.message_id, email.date)
+
+    def is_copy(self, raw: RawMessage, email: Email) -> bool:
+        """Whether the message is a copy of mail decided elsewhere in the store (and deduped)."""
+        return self._copy_of(raw, email) is not None
 
     def leaves_work(self, job: RoutingJob) -> bool:
         """Whether a recorded decision has something to carry out under the current settings."""
@@ -278,6 +294,7 @@ class Pipeline:
                 attempts=error.attempts,
             )
         decision = parse_decision(result.state, {c.id for c in prepared.candidates})
+        tokens = tokens_of(result.state, prepared.prompt)
         return Outcome(
             decision.status,
             decision.decision,
@@ -291,6 +308,9 @@ class Pipeline:
             result.ref.thread_id if result.ref else None,
             attempts=result.attempts,
             latency_ms=result.latency_ms,
+            prompt_tokens=tokens.prompt,
+            output_tokens=tokens.output,
+            tokens_measured=tokens.measured,
         )
 
     async def _earlier_run(self, claimed: Claimed, marker: dict[str, str]) -> RunRef | None:

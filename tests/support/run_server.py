@@ -90,10 +90,12 @@ Script = Iterable[str] | Callable[[int, Body], str]
 _Reply = tuple[int, Body | bytes | list[Any], dict[str, str]]
 
 DECISION = '{"decision": "new-task", "title": "T", "reason": "r", "confidence": 0.9}'
-BEHAVIOURS = frozenset({"ok", "ok-json", "500", "503-retry-after", "429", "422", "hang", "delay"})
+BEHAVIOURS = frozenset({"ok", "ok-json", "ok-usage", "500", "503-retry-after", "429", "422", "hang", "delay"})
 BEHAVIOURS |= {"drip", "close", "garbage", "graph-error", "no-ai"}
 BEHAVIOURS |= {"huge", "huge-declared", "bad-utf8", "deep-json", "redirect", "html"}
-RUN_BEHAVIOURS = frozenset({"ok", "ok-json", "delay", "graph-error", "no-ai", "deep-json", "drip"})
+RUN_BEHAVIOURS = frozenset(
+    {"ok", "ok-json", "ok-usage", "delay", "graph-error", "no-ai", "deep-json", "drip"}
+)
 RateLimitMode = Literal["http", "graph-error"]
 HEARTBEAT_S = 5.0  # LangGraph's newline while a run's answer is awaited
 DRIP_S = 0.5
@@ -326,6 +328,10 @@ class FakeRunServer(ServedOnAThread):
             return self._final_state(body), self._latency()
         if kind == "ok-json":
             return self._final_state(body, arg), 0.0
+        if kind == "ok-usage":  # "ok-usage:IN,OUT": the model reports its tokens, as LangChain does
+            given, made = (int(n) for n in arg.split(","))
+            usage = {"input_tokens": given, "output_tokens": made, "total_tokens": given + made}
+            return self._final_state(body, usage=usage), 0.0
         if kind == "delay":
             return self._final_state(body), float(arg)
         if kind == "drip":
@@ -446,10 +452,10 @@ class FakeRunServer(ServedOnAThread):
         else:
             connection.close(response(500, {"detail": f"fake server: unknown behaviour {kind!r}"}))
 
-    def _final_state(self, body: Body, content: str = DECISION) -> bytes:
+    def _final_state(self, body: Body, content: str = DECISION, usage: Body | None = None) -> bytes:
         """A LangGraph-like final state: the human message (the prompt), then the AI's answer."""
         human = {"type": "human", "content": _user_content(body) if self.echo_prompt else "...", "id": "h1"}
-        ai = {"type": "ai", "content": content, "id": "a1", "tool_calls": []}
+        ai = {"type": "ai", "content": content, "id": "a1", "tool_calls": [], "usage_metadata": usage}
         return json.dumps({"messages": [human, ai]}).encode()
 
     def _threads_api(self, method: str, path: str, body: Body) -> bytes:

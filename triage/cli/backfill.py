@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # at run time, each command imports what it needs when it runs (see triage.cli)
     from triage.backfill import BackfillPlan, Summary
     from triage.config import Settings
+    from triage.estimate import Estimate
     from triage.message import Unparseable
     from triage.pipeline import Pipeline, Prepared, Triaged
     from triage.sources import Source
@@ -35,6 +36,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="print prompts, requests and the actions each decision would lead to; send and write nothing",
     )
+    run.add_argument(
+        "--estimate",
+        action="store_true",
+        help="count the runs, tokens and cost this backfill would make; send and write nothing",
+    )
+    run.add_argument(
+        "--no-dedupe", action="store_true", help="run copies of mail decided elsewhere in the store too"
+    )
     run.add_argument("--quiet", action="store_true", help="no line per message, only the summary")
     run.set_defaults(handler=cmd_backfill)
 
@@ -51,26 +60,46 @@ def at_least_one(text: str) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from triage.config import load_settings
+    from triage.estimate import Estimate
     from triage.sources.files import FileSource
     from triage.sources.imap import ImapSource
 
     settings = load_settings(args.config)
+    estimate = Estimate() if args.estimate else None
     if args.source != "imap":
         files = FileSource(Path(args.source))
-        return _backfill_source(settings, files, [files.mailbox_name], args)
-    status = 0
-    for imap in settings.mail_accounts(args.account):
-        status |= _backfill_source(
-            settings,
-            ImapSource(imap, writable=settings.has_mailbox_actions and not args.dry_run),
-            args.mailbox or imap.mailboxes,
-            args,
-        )
+        status = _backfill_source(settings, files, [files.mailbox_name], args, estimate)
+    else:
+        status = 0
+        for imap in settings.mail_accounts(args.account):
+            writable = settings.has_mailbox_actions and not (args.dry_run or args.estimate)
+            source = ImapSource(imap, writable=writable)
+            status |= _backfill_source(settings, source, args.mailbox or imap.mailboxes, args, estimate)
+    if estimate is not None:
+        print("\n".join(estimate.lines(settings.cost, _measured_output(settings))))
     return status
 
 
+def _measured_output(settings: Settings) -> float | None:
+    """The answers' average output tokens, where the store has measured any."""
+    from triage.log.stats import token_totals
+    from triage.store import Store
+
+    store = Store.open_existing(settings.store.url)
+    if store is None:
+        return None
+    try:
+        return token_totals(store).output_per_run
+    finally:
+        store.close()
+
+
 def _backfill_source(
-    settings: Settings, source: Source, mailboxes: list[str], args: argparse.Namespace
+    settings: Settings,
+    source: Source,
+    mailboxes: list[str],
+    args: argparse.Namespace,
+    estimate: Estimate | None,
 ) -> int:
     """The exit status of one account's backfill: 1 where messages stay undecided."""
     from triage.backfill import BackfillPlan
@@ -81,23 +110,29 @@ def _backfill_source(
         before=args.before,
         limit=args.limit,
         concurrency=args.concurrency or settings.langgraph.max_concurrency,
-        dry_run=args.dry_run,
+        dry_run=args.dry_run or estimate is not None,
         circuit_breaker=settings.langgraph.circuit_breaker,
+        dedupe=not args.no_dedupe,
     )
-    return print_summary(run_backfill_on(settings, source, plan, quiet=args.quiet), plan)
+    summary = run_backfill_on(settings, source, plan, quiet=args.quiet, estimate=estimate)
+    return 0 if estimate is not None else print_summary(summary, plan)
 
 
-def run_backfill_on(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
+def run_backfill_on(
+    settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool, estimate: Estimate | None = None
+) -> Summary:
     """Backfill from an open source, and close it."""
     import asyncio
 
     try:
-        return asyncio.run(run_backfill(settings, source, plan, quiet=quiet))
+        return asyncio.run(run_backfill(settings, source, plan, quiet=quiet, estimate=estimate))
     finally:
         source.close()
 
 
-async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool) -> Summary:
+async def run_backfill(
+    settings: Settings, source: Source, plan: BackfillPlan, *, quiet: bool, estimate: Estimate | None = None
+) -> Summary:
     from triage.backfill import backfill
     from triage.pipeline import Pipeline
     from triage.progress import Progress
@@ -110,7 +145,11 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
     mailbox_actions = source.can_act
     if plan.dry_run:
         store = Store.open_existing(settings.store.url)
-        preview = Pipeline(settings, renderer, None, store, mailbox_actions=mailbox_actions)
+        preview = Pipeline(
+            settings, renderer, None, store, mailbox_actions=mailbox_actions, dedupe=plan.dedupe
+        )
+        if estimate is not None:
+            return await backfill(source, preview, plan, on_prepared=lambda p: estimate.add(preview, p))
         return await backfill(source, preview, plan, on_prepared=lambda p: _print_prepared(preview, p))
     store = Store.open(settings.store.url)
     progress = Progress("backfill")
@@ -127,7 +166,9 @@ async def run_backfill(settings: Settings, source: Source, plan: BackfillPlan, *
         ):
             async with runs:
                 await runs.check_reachable()
-                pipeline = Pipeline(settings, renderer, runs, store, mailbox_actions=mailbox_actions)
+                pipeline = Pipeline(
+                    settings, renderer, runs, store, mailbox_actions=mailbox_actions, dedupe=plan.dedupe
+                )
 
                 def on_triaged(triaged: Triaged) -> None:
                     progress.advance(runs.concurrency)

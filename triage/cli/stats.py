@@ -17,10 +17,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from triage.config import load_settings
     from triage.log.stats import stats
 
+    cost = load_settings(args.config).cost
     with open_log(args) as store:
-        report = stats(store, filters_of(args), by=args.by)
+        report = stats(store, filters_of(args), by=args.by, cost=cost)
     if args.json:
         print(to_json(report))
         return 0
@@ -33,7 +35,22 @@ def cmd_stats(args: argparse.Namespace) -> int:
     _print_split("by assistant", "assistant_id", report["assistants"])
     _print_split("by template (in order of first use)", "template_hash", report["templates"])
     _print_split("all", None, [total])
+    _print_tokens(report["tokens"])
     return 0
+
+
+def _print_tokens(tokens: dict[str, Any]) -> None:
+    if not tokens["runs"]:
+        print("tokens: no runs")
+        return
+    estimated = f", {tokens['estimated_runs']} of them estimated" if tokens["estimated_runs"] else ""
+    per_run = f"{tokens['prompt_tokens_per_run']:,.0f} a run{estimated}"
+    print(
+        f"tokens: {tokens['prompt_tokens']:,} prompt ({per_run}),"
+        f" {tokens['output_tokens']:,} output over {tokens['runs']:,} runs"
+    )
+    if "cost" in tokens:
+        print(f"cost: {tokens['cost']['amount']:,.4f} {tokens['cost']['currency']}")
 
 
 _STATS_ROW = "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}"

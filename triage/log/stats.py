@@ -14,9 +14,10 @@ from datetime import UTC, date, timedelta
 from datetime import time as time_of_day
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import aliased
 
+from triage.config import CostSettings
 from triage.log.labels import KINDS, STATUSES, label
 from triage.log.query import Filters, filtered
 from triage.store import Store
@@ -104,7 +105,54 @@ def latency_bucket(ms: int) -> int:
     return ms // 10000 * 10000
 
 
-def stats(store: Store, filters: Filters, *, by: str = "day") -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class TokenTotals:
+    """Tokens of the runs made for the matching decisions (a decision without a run has none)."""
+
+    runs: int
+    prompt: int
+    output: int  # of the runs whose output is known (reported by the model)
+    measured: int  # runs whose tokens the model reported; the others' prompts are estimates
+    output_runs: int
+
+    @property
+    def output_per_run(self) -> float | None:
+        return self.output / self.output_runs if self.output_runs else None
+
+    def summary(self, cost: CostSettings | None) -> dict[str, Any]:
+        figures: dict[str, Any] = {
+            "runs": self.runs,
+            "prompt_tokens": self.prompt,
+            "output_tokens": self.output,
+            "measured_runs": self.measured,
+            "estimated_runs": self.runs - self.measured,
+            "prompt_tokens_per_run": round(self.prompt / self.runs, 1) if self.runs else None,
+            "output_tokens_per_run": None if self.output_per_run is None else round(self.output_per_run, 1),
+        }
+        if cost is not None and cost.input_per_million is not None and cost.output_per_million is not None:
+            spent = self.prompt * cost.input_per_million + self.output * cost.output_per_million
+            figures["cost"] = {"amount": round(spent / 1e6, 6), "currency": cost.currency}
+        return figures
+
+
+def token_totals(store: Store, filters: Filters | None = None) -> TokenTotals:
+    """Sums over the decisions' own token columns (one aggregate query)."""
+    d = DecisionRecord
+    query = select(
+        func.count(d.prompt_tokens),
+        func.coalesce(func.sum(d.prompt_tokens), 0),
+        func.coalesce(func.sum(d.output_tokens), 0),
+        func.count(case((d.tokens_measured.is_(True), 1))),
+        func.count(d.output_tokens),
+    ).select_from(d)
+    with store.engine.connect() as connection:
+        row = connection.execute(filtered(query, store, filters or Filters())).one()
+    return TokenTotals(*(int(value) for value in row))
+
+
+def stats(
+    store: Store, filters: Filters, *, by: str = "day", cost: CostSettings | None = None
+) -> dict[str, Any]:
     """Counts, rates, latency percentiles and correction rate per period, assistant and template.
 
     Without filters finer than whole days, the daily rollups answer (a few rows per day, however
@@ -138,7 +186,7 @@ def stats(store: Store, filters: Filters, *, by: str = "day") -> dict[str, Any]:
         found.agreed += n if corrected == label(status, decision) else 0
         found.after_corrections[label(status, decision)] -= n
         found.after_corrections[corrected] += n
-    return _stats_report(tallies, filters, by)
+    return {**_stats_report(tallies, filters, by), "tokens": token_totals(store, filters).summary(cost)}
 
 
 _DAY = func.date(DecisionRecord.created_at)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from triage.message import Email
 
 FINAL_STATUSES = ("ok", "needs-review", "unparseable")
+CARRIED_OVER = "carried-over"  # decided_by of mail decided under an earlier UIDVALIDITY (CARRIED_OVER:ID)
 # Outcome fields stored as they are on a decision row (attempts add up instead).
 _OUTCOME_FIELDS = (
     "status",
@@ -53,11 +54,15 @@ _OUTCOME_FIELDS = (
     "error_text",
     "latency_ms",
     "decided_by",
+    "prompt_tokens",
+    "output_tokens",
+    "tokens_measured",
 )
 # What a decision carried over to a message's new identity keeps of the original (its routing
-# too: the thread and run it led to exist already).
+# too: the thread and run it led to exist already; not its tokens: no run was paid for it).
+_NOT_CARRIED = ("decided_by", "run_thread_id", "prompt_tokens", "output_tokens", "tokens_measured")
 _CARRIED_FIELDS = (
-    *(name for name in _OUTCOME_FIELDS if name not in ("decided_by", "run_thread_id")),
+    *(name for name in _OUTCOME_FIELDS if name not in _NOT_CARRIED),
     *("assistant_id", "template_hash", "prompt", "request_metadata", "examples"),
     *("routing_status", "routing_thread_id", "routing_run_id", "routing_actions", "routing_error"),
 )
@@ -147,7 +152,12 @@ class Outcome:
     error_text: str | None = None
     attempts: int = 0
     latency_ms: int | None = None
-    decided_by: str = "run"  # run | rule:NAME | headers | parser
+    decided_by: str = (
+        "run"  # run | rule:NAME | headers | parser | carried-over:ID | moved:ID | filing:ID | copy:ID
+    )
+    prompt_tokens: int | None = None  # of a run: reported by the model (tokens_measured), else estimated
+    output_tokens: int | None = None
+    tokens_measured: bool | None = None
 
 
 class Store:
@@ -356,18 +366,22 @@ class Store:
         )
         with self.reading() as connection:
             twin = connection.execute(twin_query).scalar()
-        return None if twin is None else self.carry_from(raw, email, twin, "carried-over")
+        return None if twin is None else self.carry_from(raw, email, twin, CARRIED_OVER)
 
     def carry_from(self, raw: RawMessage, email: Email, twin_pk: int, why: str) -> Outcome | None:
         """Record the message with the decision of its twin (the same mail under another identity),
-        its routing and its thread included: no run, nothing carried out again. `decided_by` is
-        `WHY:TWIN`. None if the message has a decision already (another process was quicker)."""
+        its thread included: no run, nothing carried out again. `decided_by` is `WHY:TWIN`. Carried
+        over to a new UIDVALIDITY, the routing left to do goes with it (the old identity is gone);
+        else it stays the twin's. None if the message has a decision already (another process was
+        quicker)."""
         with self.writing() as connection:
             if _message_and_decision(connection, raw)[0] is not None:
                 return None
             twin = connection.execute(select(_DECISIONS).where(_DECISIONS.c.id == twin_pk)).mappings().one()
             message_pk, _ = write_message(connection, raw, email, None)
             copied = {name: twin[name] for name in _CARRIED_FIELDS}
+            if why != CARRIED_OVER and copied["routing_status"] != "done":
+                copied["routing_status"] = None  # the twin carries it out; the same mail, once
             now = utc_now()
             carried_by = f"{why}:{twin_pk}"
             carried = {

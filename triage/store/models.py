@@ -91,6 +91,8 @@ class StoredMessage(Base):
     attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     body_chars: Mapped[int | None] = mapped_column(Integer)
     gmail_thread_id: Mapped[int | None] = mapped_column(BigInteger)  # X-GM-THRID; added in 0006
+    # The quoted history and signature apart from the new text (prompt.strip_quoted); added in 0013.
+    quoted_excerpt: Mapped[str | None] = mapped_column(Text)
 
 
 class DecisionRecord(Base):
@@ -142,6 +144,10 @@ class DecisionRecord(Base):
     run_thread_id: Mapped[str | None] = mapped_column(String(100), index=True)
     # The past decisions offered to the assistant as examples (triage.examples); added in 0012.
     examples: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # Tokens of the run: reported by the model (tokens_measured), else estimated from the prompt; 0013.
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    tokens_measured: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Watcher(Base):
