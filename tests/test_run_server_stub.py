@@ -214,3 +214,21 @@ def test_the_process_takes_the_same_options(client: httpx.Client) -> None:
         assert [a.status_code for a in answers] == [200, 200, 429]
         stats = stub.stats()
     assert stats["runs"] == 2 and stats["rejected"] == 1 and stats["max_in_flight"] == 1
+
+
+def test_a_body_langgraph_would_refuse_gets_its_422_and_is_kept(client: httpx.Client) -> None:
+    with FakeRunServer() as server:
+        refused = client.post(f"{server.url}/runs/wait", json={**BODY, "on_completion": "soon"})
+        assert refused.status_code == 422 and "on_completion" in refused.json()["detail"]
+        missing = client.post(f"{server.url}/threads/search", json={"limit": "ten"})
+        assert missing.status_code == 422
+        assert client.post(f"{server.url}/runs/wait", json=KEEP).status_code == 200
+        assert len(server.invalid) == 2 and server.stats()["runs"] == 1
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_five_seconds(client: httpx.Client) -> None:
+    with FakeRunServer() as server:
+        assert client.get(f"{server.url}/ok").status_code == 200
+        waited = wait_until(lambda: server.idle_closed == 1, 10, "the idle connection to be closed")
+        assert client.get(f"{server.url}/ok").status_code == 200  # a new connection, as after uvicorn
+        assert server.connections == 2 and waited > 4

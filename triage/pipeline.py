@@ -27,7 +27,7 @@ from triage.store.moves import COPY, MOVED, copy_of, earlier_decision
 from triage.store.routing_log import RoutingJob
 from triage.store.thread_registry import ThreadAssignment
 from triage.threads import ThreadCandidate, message_key, thread_id_for
-from triage.tokens import tokens_of
+from triage.tokens import estimator, tokens_of
 
 log = logging.getLogger("triage.pipeline")
 # In the metadata of each stateless run of a claimed message: its identity (threads.message_key).
@@ -95,6 +95,8 @@ class Pipeline:
             else None
         )
         self.examples = Examples(store, settings.prompt.max_examples)
+        if runs is not None:
+            estimator()  # loads the token encoding now, not while the first answer waits to be recorded
         self.filing = Filing(settings)
         self._in_flight = InFlight()
         # Runs whose outcome is recorded but maybe not committed yet: their threads go once it is.

@@ -51,7 +51,10 @@ server's thread. ``ok`` answers after ``latency_s`` (0 by default), or after a d
 is a token bucket on run creation: past it, 429 with a ``Retry-After`` that is enough to wait
 (``rate_limit_mode="http"``), or (``"graph-error"``) a run ending at once in a ``RateLimitError``
 state, as a model provider's 429 surfaces through LangGraph; a rejected request takes no behaviour.
-With ``api_key``, a request other than ``GET /ok`` without that ``x-api-key`` gets a 401.
+With ``api_key``, a request other than ``GET /ok`` without that ``x-api-key`` gets a 401. A body
+the installed LangGraph server would refuse (its published schemas: tests.support.run_schemas)
+gets its 422, and the reason is kept in ``server.invalid``. A kept-alive connection idle for
+``idle_timeout_s`` (5 s, uvicorn's default) is closed, as uvicorn closes it.
 ``gone_after_health_check`` answers ``GET /ok`` and then refuses every connection (``go_away()``
 does that at any time): a server that went away.
 
@@ -84,6 +87,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tests.support.on_a_thread import ServedOnAThread
+from tests.support.run_schemas import schema_problem
 from tests.support.run_store import Body, Run, RunStore, TokenBucket, parse_latency, retry_after
 
 Script = Iterable[str] | Callable[[int, Body], str]
@@ -98,6 +102,7 @@ RUN_BEHAVIOURS = frozenset(
 )
 RateLimitMode = Literal["http", "graph-error"]
 HEARTBEAT_S = 5.0  # LangGraph's newline while a run's answer is awaited
+IDLE_TIMEOUT_S = 5.0  # uvicorn's keep-alive timeout, under `langgraph dev` and deployments
 DRIP_S = 0.5
 JUNK = b"x" * 65536
 MAX_HEAD_BYTES = 64 * 1024
@@ -169,7 +174,7 @@ class FakeRunServer(ServedOnAThread):
         behaviours: Script = ("ok",),
         *,
         tls: ssl.SSLContext | None = None,
-        idle_timeout_s: float | None = None,
+        idle_timeout_s: float | None = IDLE_TIMEOUT_S,
         latency_s: float = 0.0,
         echo_prompt: bool = True,
         record: bool = True,
@@ -214,6 +219,7 @@ class FakeRunServer(ServedOnAThread):
         self.in_flight = 0  # runs executing now
         self.max_in_flight = 0
         self.joins = 0  # GET .../join received
+        self.invalid: list[str] = []  # why bodies LangGraph would refuse were refused (422)
         self.received = 0  # requests of any kind
         self._scripted = 0
         self._api_calls = 0
@@ -288,6 +294,10 @@ class FakeRunServer(ServedOnAThread):
             return
         if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
             connection.reply(response(401, {"detail": "Invalid API key"}), request)
+            return
+        if (problem := schema_problem(method, path, request.body)) is not None:
+            self.invalid.append(problem)
+            connection.reply(response(422, {"detail": problem}), request)
             return
         body = _json_object(request.body)
         if path == "/threads" or path.startswith("/threads/"):
