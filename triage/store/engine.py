@@ -22,7 +22,7 @@ SCHEMA_HEAD = "0013"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The advisory lock that PostgreSQL processes take to migrate one at a time (any constant will do).
 _MIGRATION_LOCK = 0x7472696167
-_BUSY_TIMEOUT_S = 30
+_BUSY_TIMEOUT_S = 30  # how long SQLite waits for another writer's lock; `?timeout=S` in the URL
 
 
 def open_engine(url: str) -> Engine:
@@ -30,7 +30,8 @@ def open_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
         sqlite = parsed.get_backend_name() == "sqlite"
-        engine = create_engine(parsed, connect_args={"timeout": _BUSY_TIMEOUT_S} if sqlite else {})
+        waits = sqlite and "timeout" not in parsed.query  # else the URL's own, passed on by pysqlite
+        engine = create_engine(parsed, connect_args={"timeout": _BUSY_TIMEOUT_S} if waits else {})
     except (ArgumentError, ValueError) as exc:
         raise ConfigError(f"store.url is not a valid SQLAlchemy URL: {exc}") from None
     except (ImportError, SQLAlchemyError) as exc:
