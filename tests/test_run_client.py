@@ -92,3 +92,17 @@ def test_a_rate_limit_that_never_lifts_ends_as_an_error_after_its_retries() -> N
             asyncio.run(go())
         assert failed.value.rate_limited and failed.value.http_status == 429
         assert failed.value.attempts == 4 == len(server.requests)  # 1 + rate_limit_retries
+
+
+def test_each_cut_of_the_runs_in_flight_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with FakeRunServer(["429:0", "ok"]) as server:
+        settings = RunsSettings(server.url, None, 5.0, 16, 2, 0.01, rate_limit_retries=3)
+
+        async def go() -> RunResult:
+            async with RunsClient(settings) as runs:
+                return await runs.run(BODY)
+
+        with caplog.at_level("WARNING", logger="triage.runs"):
+            asyncio.run(go())
+    cuts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rate limited (")]
+    assert cuts == ['rate limited (http: HTTP 429: {"detail": "Too Many Requests"}): runs in flight 10 -> 7']
