@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
 
+from triage.quoted import is_forward, split_quoted
+
 _MANY_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 _CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -63,10 +65,11 @@ class Email:
     list_unsubscribe: str | None
     auto_submitted: str | None
     precedence: str | None
-    body: str
-    body_chars: int
+    body: str  # the new text when quoted history is set apart (prompt.strip_quoted), else the whole body
+    body_chars: int  # the length of that text before truncation
     attachments: list[Attachment]
     warnings: list[str] = field(default_factory=list)
+    quoted: str = ""  # what triage.quoted set apart from the body (the quoted history), truncated like it
 
     @property
     def sender(self) -> str:
@@ -133,10 +136,14 @@ def _parse_tree(raw: bytes, warnings: list[str]) -> Message:
     return msg
 
 
-def parse_email(raw: bytes, max_body_chars: int, *, partial: str | None = None) -> Email | Unparseable:
+def parse_email(
+    raw: bytes, max_body_chars: int, *, partial: str | None = None, strip_quoted: bool = False
+) -> Email | Unparseable:
     """Parse raw bytes. Anything odd is kept as a warning; only non-mail is Unparseable.
 
     `partial` is the source's note on a message it fetched only part of (RawMessage.partial).
+    `strip_quoted` sets the quoted history apart from the new text (triage.quoted): off unless
+    asked, so that a parse keeps the body as sent; triage asks as `prompt.strip_quoted` says.
     """
     if not raw.strip():
         return Unparseable("empty message")
@@ -156,9 +163,13 @@ def parse_email(raw: bytes, max_body_chars: int, *, partial: str | None = None) 
         warnings.append("MIME structure nested too deeply: body not read")
         body, attachments = "", []
     body = _MANY_BLANK_LINES.sub("\n\n", body.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    subject = _unstructured(msg, "subject", warnings)
+    quoted = ""
+    if strip_quoted and not is_forward(subject):
+        body, quoted = split_quoted(body)
     first_id = _first(_message_ids(_unparsed(msg, "in-reply-to")))
     return Email(
-        subject=_unstructured(msg, "subject", warnings),
+        subject=subject,
         from_=_addresses(msg, "from", warnings),
         to=_addresses(msg, "to", warnings),
         cc=_addresses(msg, "cc", warnings),
@@ -175,6 +186,7 @@ def parse_email(raw: bytes, max_body_chars: int, *, partial: str | None = None) 
         body_chars=len(body),
         attachments=attachments,
         warnings=sorted(set(warnings)),
+        quoted=truncate(quoted, max_body_chars),
     )
 
 

@@ -107,8 +107,15 @@ class Pipeline:
         """Whether triage here records decisions and acts on none (so its writes may be batched)."""
         return not may_act(self.routing, mailbox_actions=self.mailbox_actions)
 
+    def parse(self, raw: RawMessage) -> Email | Unparseable:
+        """The message as the prompt sees it (body cut to size, quoted history apart as configured)."""
+        options = self.settings.prompt
+        return parse_email(
+            raw.raw, options.max_body_chars, partial=raw.partial, strip_quoted=options.strip_quoted
+        )
+
     def prepare(self, raw: RawMessage) -> Prepared | Unparseable:
-        email = parse_email(raw.raw, self.settings.prompt.max_body_chars, partial=raw.partial)
+        email = self.parse(raw)
         if isinstance(email, Unparseable):
             return email
         return self.render(raw, email)
@@ -146,7 +153,7 @@ class Pipeline:
 
     async def triage(self, raw: RawMessage) -> Triaged:
         assert self.runs is not None and self.store is not None, "triage needs a run client and a store"
-        email = parse_email(raw.raw, self.settings.prompt.max_body_chars, partial=raw.partial)
+        email = self.parse(raw)
         if isinstance(email, Unparseable):
             recorded = self.store.record_unparseable(raw, email.reason)
             outcome = Outcome("unparseable", problem=email.reason, decided_by="parser") if recorded else None

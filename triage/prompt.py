@@ -140,6 +140,7 @@ def email_view(email: Email) -> dict[str, Any]:
         ],
         "body": neutralise(email.body),
         "body_chars": email.body_chars,
+        "quoted": neutralise(email.quoted),  # the quoted history apart from the body; "" when none
     }
 
 

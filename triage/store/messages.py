@@ -77,6 +77,7 @@ def message_values(email: Email) -> dict[str, Any]:
         "list_unsubscribe": email.list_unsubscribe,
         "attachments": [asdict(a) for a in email.attachments],
         "body_chars": email.body_chars,
+        "quoted_excerpt": email.quoted or None,
     }
 
 
@@ -106,6 +107,7 @@ def stored_email(message: StoredMessage) -> Email:
         body_chars=message.body_chars if message.body_chars is not None else len(body),
         attachments=[Attachment(**a) for a in message.attachments or []],
         warnings=list(message.parse_warnings or []),
+        quoted=message.quoted_excerpt or "",
     )
 
 
