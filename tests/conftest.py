@@ -20,13 +20,15 @@ import pytest
 
 from tests.support import static_checks
 from tests.support.dovecot import DOVECOT, DovecotServer
+from tests.support.postgres import PostgresCluster
+from tests.support.postgres import unavailable as postgres_unavailable
 from tests.support.token_introspection import TokenIntrospection
 from triage.devserver import DevServer
 from triage.store import Store
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 # Fixtures that start a real server: a test asking for one is an integration test.
-REAL_SERVERS = frozenset({"dovecot", "dovecot_tls", "dovecot_oauth2", "langgraph_server"})
+REAL_SERVERS = frozenset({"dovecot", "dovecot_tls", "dovecot_oauth2", "langgraph_server", "postgres"})
 # Modules whose tests all fill their logs by real backfills, and which cannot carry their own mark.
 INTEGRATION_MODULES = frozenset({"test_review.py"})
 
@@ -151,3 +153,36 @@ def clean_triage_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster on loopback for this session (each xdist worker its own)."""
+    reason = postgres_unavailable()
+    require(reason is None, reason or "")
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new store: a SQLite file not yet made, then (integration tier) a fresh PostgreSQL database,
+    migrated (a copy of one the session migrated: migrating each costs most of a second)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'triage.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.new_database(migrated=True)
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresCluster) -> str:
+    """A fresh, empty PostgreSQL database's store.url."""
+    return postgres.new_database()
+
+
+@pytest.fixture
+def any_store(store_url: str) -> Iterator[Store]:
+    """A migrated store at `store_url` (SQLite, then PostgreSQL), closed after the test."""
+    opened = Store.open(store_url)
+    yield opened
+    opened.close()

@@ -1,4 +1,5 @@
-"""Claims across processes on one SQLite store, in-process: no mail or run server needed.
+"""Claims across processes on one store (SQLite, and PostgreSQL in the integration tier), in-process:
+no mail or run server needed.
 
 Each `Store` opened here stands for a triage process (its own owner id, its own connections).
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import committed_rows
 from tests.support.store_view import rows
 from triage.message import parse_email
 from triage.sources import RawMessage
@@ -39,9 +41,9 @@ def _claim(store: Store, uid: int) -> Claimed | None:
 
 
 @pytest.fixture
-def two(db: Path) -> Iterator[tuple[Store, Store]]:
+def two(store_url: str) -> Iterator[tuple[Store, Store]]:
     """Two processes on one store, both registered as alive."""
-    first, second = Store.open(f"sqlite:///{db}"), Store.open(f"sqlite:///{db}")
+    first, second = Store.open(store_url), Store.open(store_url)
     for store in (first, second):
         processes.beat(store, "test")
     yield first, second
@@ -66,13 +68,9 @@ def test_a_live_process_claim_is_never_taken_and_a_gone_one_is_taken_at_once(
     # The first process's late answer is not recorded over the second's claim.
     assert first.record(claimed, Outcome("ok", "ignore")) is False
     assert second.record(taken, Outcome("ok", "new-task", title="T")) is True
-    assert rows(_file(second), "SELECT status, decision, claimed_by FROM decisions") == [
+    assert committed_rows(second.engine.url, "SELECT status, decision, claimed_by FROM decisions") == [
         ("ok", "new-task", second.owner)
     ]
-
-
-def _file(store: Store) -> Path:
-    return Path(str(store.engine.url.database))
 
 
 def test_a_failed_run_may_be_retried_by_any_process(two: tuple[Store, Store]) -> None:
@@ -124,7 +122,7 @@ def test_a_process_gone_from_this_host_is_reaped_at_once_and_a_silent_one_after_
             )
         )
     assert processes.reap(first, LEASE_S) == 2
-    live = {owner for (owner,) in rows(_file(first), "SELECT id FROM processes")}
+    live = {owner for (owner,) in committed_rows(first.engine.url, "SELECT id FROM processes")}
     assert live == {first.owner, second.owner, "elsewhere:2:live"}
 
 
@@ -145,9 +143,9 @@ def test_claims_racing_from_two_processes_make_one_claim_each(two: tuple[Store, 
     for thread in threads:
         thread.join()
     assert sorted(won[first.owner] + won[second.owner]) == list(range(1, 201))
-    counts = rows(_file(first), "SELECT count(*), count(DISTINCT message_pk) FROM decisions")
+    counts = committed_rows(first.engine.url, "SELECT count(*), count(DISTINCT message_pk) FROM decisions")
     assert counts == [(200, 200)]
-    assert rows(_file(first), "SELECT count(*) FROM messages") == [(200,)]
+    assert committed_rows(first.engine.url, "SELECT count(*) FROM messages") == [(200,)]
 
 
 def test_routing_is_carried_out_only_by_the_process_holding_it(two: tuple[Store, Store]) -> None:

@@ -1,8 +1,7 @@
-"""`triage stats` and `triage log` with the correction filters, in-process on a small store."""
+"""`triage stats` and `triage log` with the correction filters, in-process on a small store (SQLite
+and PostgreSQL)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -13,10 +12,9 @@ from triage.store import Claim, Outcome, Store
 
 
 @pytest.fixture
-def decided(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def decided(store_url: str, clean_triage_env: object, monkeypatch: pytest.MonkeyPatch) -> str:
     """Three decisions, the second corrected to a thread; TRIAGE_STORE__URL points at them."""
-    db = tmp_path / "triage.db"
-    store = Store.open(f"sqlite:///{db}")
+    store = Store.open(store_url)
     for uid in (1, 2, 3):
         raw = RawMessage("acct", "INBOX", 1, uid, f"From: a@x.com\r\nSubject: s{uid}\r\n\r\nb\r\n".encode())
         email = parse_email(raw.raw, 4000)
@@ -24,20 +22,19 @@ def decided(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         claimed = store.claim(raw, email, Claim("p", "h", "agent", {}))
         assert claimed is not None and store.record(claimed, Outcome("ok", "ignore", reason="r"))
     store.close()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TRIAGE_STORE__URL", f"sqlite:///{db}")
+    monkeypatch.setenv("TRIAGE_STORE__URL", store_url)
     assert main(["correct", "2", "--decision", "existing-thread", "--thread", "t-7"]) == 0
-    return db
+    return store_url
 
 
-def test_stats_of_corrected_decisions_only(decided: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stats_of_corrected_decisions_only(decided: str, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["stats", "--corrected", "--json"]) == 0
     assert '"total": 1' in capsys.readouterr().out
 
 
 def test_log_and_stats_of_one_thread_count_a_decision_corrected_into_it(
-    decided: Path, capsys: pytest.CaptureFixture[str]
+    decided: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
     assert main(["log", "--thread", "t-7", "--json"]) == 0

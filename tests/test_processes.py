@@ -55,12 +55,24 @@ def _support_inbox(tag: str, first: int, count: int) -> list[bytes]:
     return mail
 
 
+def _store(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str
+) -> tuple[Path | str, dict[str, object]]:
+    """A store not yet made, as the tests read it and as the config's store section says it."""
+    if database == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")  # an empty database
+        return url, {"url": url}
+    return tmp_path / "triage.db", {}
+
+
 def _finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:
     _, stderr = process.communicate(timeout=timeout)
     return process.returncode, stderr
 
 
-def _check_once_each(db: Path, server: DevServer, account: str, count: int, *, routed: bool = True) -> None:
+def _check_once_each(
+    db: Path | str, server: DevServer, account: str, count: int, *, routed: bool = True
+) -> None:
     """One final decision, one stateless run, and routing done once, for each of `count` messages."""
     decided = outcomes(db)
     assert sorted(decided) == list(range(1, count + 1))
@@ -88,15 +100,24 @@ def _check_once_each(db: Path, server: DevServer, account: str, count: int, *, r
             assert [run["metadata"].get("triage_message") for run in runs].count(key) == 1, uid
 
 
-@pytest.mark.parametrize("routing", [ROUTING, {}], ids=["routing", "recording-only"])
+@pytest.mark.parametrize(
+    ("routing", "database"),
+    [(ROUTING, "sqlite"), ({}, "sqlite"), (ROUTING, "postgresql")],
+    ids=["routing", "recording-only", "routing-postgresql"],
+)
 def test_backfill_while_the_daemon_takes_new_mail_runs_each_message_once(
-    tmp_path: Path, dovecot: DovecotServer, counted_langgraph: DevServer, routing: dict[str, object]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    dovecot: DovecotServer,
+    counted_langgraph: DevServer,
+    routing: dict[str, object],
+    database: str,
 ) -> None:
     """With routing on, and off (then the backfill batches its writes, yet the daemon still writes)."""
     tag = uuid.uuid4().hex[:8]
     dovecot.append(_support_inbox(tag, 1, 40))  # older mail: the backfill's
-    write_config(tmp_path, dovecot, counted_langgraph.url, routing=routing, watch=WATCH_FAST)
-    db = tmp_path / "triage.db"
+    db, store = _store(request, tmp_path, database)
+    write_config(tmp_path, dovecot, counted_langgraph.url, routing=routing, watch=WATCH_FAST, store=store)
     with WatchProcess(tmp_path) as daemon:
         daemon.wait_idle(db)
         # New mail lands while the backfill starts, which finds it not yet decided too.
@@ -125,19 +146,30 @@ def test_backfill_while_the_daemon_takes_new_mail_runs_each_message_once(
     assert sorted(flagged) == sorted(new_tasks)
 
 
-@pytest.mark.parametrize("processes", [2, 3])
+@pytest.mark.parametrize(
+    ("processes", "database"),
+    [(2, "sqlite"), (3, "sqlite"), (3, "postgresql")],
+    ids=["2", "3", "3-postgresql"],
+)
 def test_backfills_started_together_on_a_fresh_store_run_each_message_once(
-    tmp_path: Path, dovecot: DovecotServer, counted_langgraph: DevServer, processes: int
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    dovecot: DovecotServer,
+    counted_langgraph: DevServer,
+    processes: int,
+    database: str,
 ) -> None:
+    """On a store not yet made: they migrate it once, then divide the mailbox through their claims."""
+    db, store = _store(request, tmp_path, database)
     dovecot.append(_support_inbox(uuid.uuid4().hex[:8], 1, 99))
-    write_config(tmp_path, dovecot, counted_langgraph.url, routing=ROUTING, watch=WATCH_FAST)
+    write_config(tmp_path, dovecot, counted_langgraph.url, routing=ROUTING, watch=WATCH_FAST, store=store)
     started = [
         popen_triage("backfill", "--quiet", "--concurrency", "8", cwd=tmp_path) for _ in range(processes)
     ]
     finished = [_finish(process) for process in started]
     assert [status for status, _ in finished] == [0] * processes, finished
     assert not any("Traceback" in stderr for _, stderr in finished)
-    _check_once_each(tmp_path / "triage.db", counted_langgraph, f"{dovecot.username}@127.0.0.1", 99)
+    _check_once_each(db, counted_langgraph, f"{dovecot.username}@127.0.0.1", 99)
 
 
 def test_two_daemons_started_together_on_a_fresh_store_both_watch(

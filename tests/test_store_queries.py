@@ -1,8 +1,6 @@
-"""Store queries the daemon runs at every catch-up, against a real SQLite log."""
+"""Store queries the daemon runs at every catch-up, against a real log (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
@@ -17,8 +15,8 @@ def _email(uid: int) -> Email:
     return email
 
 
-def test_unfinished_uids_are_this_generations_pending_and_failed_ones(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'triage.db'}")
+def test_unfinished_uids_are_this_generations_pending_and_failed_ones(any_store: Store) -> None:
+    store = any_store
     expected: list[int] = []
     # More failures than one query takes keys (500), spread over two mailboxes and two generations.
     for uid in range(1, 1301):
@@ -35,4 +33,13 @@ def test_unfinished_uids_are_this_generations_pending_and_failed_ones(tmp_path: 
             expected.append(uid)
     assert mailboxes.unfinished_uids(store, "acct", "INBOX", 1) == expected
     assert mailboxes.unfinished_uids(store, "acct", "INBOX", 3) == []
-    store.close()
+
+
+def test_uids_and_uidvalidity_as_large_as_imap_allows_are_kept(any_store: Store) -> None:
+    largest = 2**32 - 1  # unsigned 32-bit: past a signed 32-bit column
+    raw = RawMessage("acct", "INBOX", largest, largest, b"x")
+    claimed = any_store.claim(raw, _email(1), Claim("p", "h", "a", {}))
+    assert claimed is not None
+    any_store.record(claimed, Outcome("error"))
+    mailboxes.note(any_store, "acct", "INBOX", largest)
+    assert mailboxes.unfinished_uids(any_store, "acct", "INBOX", largest) == [largest]

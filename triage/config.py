@@ -280,4 +280,7 @@ def masked(settings: Settings) -> dict[str, Any]:
     for section, key in (("imap", "password"), ("langgraph", "api_key"), ("web", "token")):
         if data[section][key] is not None:
             data[section][key] = MASK
+    from triage.store.engine import safe_url  # SQLAlchemy: loaded only when a config is shown
+
+    data["store"]["url"] = safe_url(data["store"]["url"])  # a database password in the URL
     return data

@@ -1,17 +1,29 @@
-"""Read a triage SQLite store with plain sqlite3, independently of triage's own code."""
+"""Read a triage store independently of triage's own code: a SQLite file with plain sqlite3, a
+PostgreSQL database (given by its URL) through a connection of its own."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+from sqlalchemy import exc
 
-def rows(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as connection:
-        return list(connection.execute(sql, params))
+from tests.support.postgres import committed_rows
+
+# What reading a store not yet made raises: SQLite's, and PostgreSQL's through SQLAlchemy.
+NOT_MADE_YET = (sqlite3.OperationalError, exc.ProgrammingError)
 
 
-def outcomes(db: Path) -> dict[int, tuple[str, str | None, int]]:
+def rows(db: Path | str, sql: str, *params: object) -> list[tuple[object, ...]]:
+    """`?` parameters; `db` a SQLite file, or a store URL of another database."""
+    if isinstance(db, Path):
+        with sqlite3.connect(db) as connection:
+            return list(connection.execute(sql, params))
+    named = sql.replace("?", "{}").format(*(f":p{n}" for n in range(len(params))))
+    return committed_rows(db, named, **{f"p{n}": value for n, value in enumerate(params)})
+
+
+def outcomes(db: Path | str) -> dict[int, tuple[str, str | None, int]]:
     """uid -> (status, decision, attempts), one entry per message; fails on a duplicate uid."""
     found = rows(
         db,
@@ -26,12 +38,12 @@ def outcomes(db: Path) -> dict[int, tuple[str, str | None, int]]:
     return result  # type: ignore[return-value]
 
 
-def final_count(db: Path) -> int:
+def final_count(db: Path | str) -> int:
     """Decisions with a final status so far; 0 while the store is still being created."""
     try:
         found = rows(
             db, "SELECT count(*) FROM decisions WHERE status IN ('ok', 'needs-review', 'unparseable')"
         )
-    except sqlite3.OperationalError:
+    except NOT_MADE_YET:
         return 0
     return int(found[0][0])  # type: ignore[call-overload]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.store_view import rows
+from tests.support.store_view import NOT_MADE_YET, rows
 
 _counter = itertools.count()
 
@@ -46,18 +45,18 @@ def bytes_written(pid: int) -> int:
     raise AssertionError(f"no wchar in /proc/{pid}/io")
 
 
-def watcher_state(db: Path, mailbox: str = "INBOX") -> str | None:
+def watcher_state(db: Path | str, mailbox: str = "INBOX") -> str | None:
     try:
         found = rows(db, "SELECT state FROM watchers WHERE mailbox = ?", mailbox)
-    except sqlite3.OperationalError:
+    except NOT_MADE_YET:
         return None
     return str(found[0][0]) if found else None
 
 
-def watchers_in_state(db: Path, state: str) -> int:
+def watchers_in_state(db: Path | str, state: str) -> int:
     try:
         return int(rows(db, "SELECT count(*) FROM watchers WHERE state = ?", state)[0][0])  # type: ignore[call-overload]
-    except sqlite3.OperationalError:
+    except NOT_MADE_YET:
         return 0
 
 
@@ -88,7 +87,7 @@ class WatchProcess:
             f"{text!r} in the daemon's log:\n{self.log}",
         )
 
-    def wait_idle(self, db: Path, mailbox: str = "INBOX", timeout: float = 30) -> None:
+    def wait_idle(self, db: Path | str, mailbox: str = "INBOX", timeout: float = 30) -> None:
         wait_until(
             lambda: watcher_state(db, mailbox) == "idle", timeout, f"{mailbox} to be idle:\n{self.log}"
         )

@@ -12,23 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import (
-    ColumnElement,
-    Label,
-    Select,
-    column,
-    exists,
-    func,
-    literal_column,
-    or_,
-    select,
-    table,
-)
+from sqlalchemy import ColumnElement, Label, Select, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from triage.errors import TriageError
+from triage.log.search import INDEXED, escape_like, text_condition
 from triage.store import Store
-from triage.store.models import SEARCH_INDEX, Correction, DecisionRecord, StoredMessage, as_utc
+from triage.store.models import Correction, DecisionRecord, StoredMessage, as_utc
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -65,19 +55,6 @@ class Filters:
     below_id: int | None = None  # only older decisions than this one: the next page of a log
 
 
-def search_query(text: str) -> str:
-    """Words as FTS5 phrases, all required; `word*` is a prefix. Users never write FTS5 syntax."""
-    terms = []
-    for word in text.split():
-        prefix = word.endswith("*") and len(word) > 1
-        word = word.rstrip("*").replace('"', '""')
-        if word:
-            terms.append(f'"{word}"' + ("*" if prefix else ""))
-    if not terms:
-        raise TriageError(f"nothing to search for in {text!r}")
-    return " ".join(terms)
-
-
 def _conditions(filters: Filters, dialect: str) -> tuple[list[ColumnElement[bool]], bool]:
     """The WHERE clauses for the filters, and whether they read the messages table."""
     d, m = DecisionRecord, StoredMessage
@@ -102,32 +79,12 @@ def _conditions(filters: Filters, dialect: str) -> tuple[list[ColumnElement[bool
     if filters.mailbox:
         wanted.append(m.mailbox == filters.mailbox)
     if filters.sender:
-        wanted.append(m.sender.ilike(f"%{_escape_like(filters.sender)}%", escape="\\"))
+        wanted.append(m.sender.ilike(f"%{escape_like(filters.sender)}%", escape="\\"))
     uses_message = bool(filters.mailbox or filters.sender)
     if filters.text:
-        wanted.append(_text_condition(filters.text, dialect))
-        uses_message = uses_message or dialect != "sqlite"
+        wanted.append(text_condition(filters.text, dialect))
+        uses_message = uses_message or dialect not in INDEXED
     return wanted, uses_message
-
-
-def _text_condition(text: str, dialect: str) -> ColumnElement[bool]:
-    """FTS5 on SQLite; elsewhere the same four fields through LIKE (slower, but no extension)."""
-    if dialect == "sqlite":
-        index = table(SEARCH_INDEX, column("rowid"))
-        match = literal_column(SEARCH_INDEX).op("MATCH")(search_query(text))
-        return DecisionRecord.id.in_(select(index.c.rowid).where(match))
-    pattern = f"%{_escape_like(text)}%"
-    searched = (
-        StoredMessage.subject,
-        StoredMessage.sender,
-        StoredMessage.body_excerpt,
-        DecisionRecord.reason,
-    )
-    return or_(*(part.ilike(pattern, escape="\\") for part in searched))
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def filtered(

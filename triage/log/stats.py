@@ -14,8 +14,11 @@ from datetime import UTC, date, timedelta
 from datetime import time as time_of_day
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, Select, String, case, func, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from triage.config import CostSettings
 from triage.log.labels import KINDS, STATUSES, label
@@ -189,12 +192,30 @@ def stats(
     return {**_stats_report(tallies, filters, by), "tokens": token_totals(store, filters).summary(cost)}
 
 
-_DAY = func.date(DecisionRecord.created_at)
+class _UtcDay(FunctionElement[Any]):
+    """A stored time's UTC day as `YYYY-MM-DD`, what the rollups key on, whatever the session's zone."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_UtcDay)
+def _utc_day(element: _UtcDay, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"date({compiler.process(element.clauses, **kw)})"  # SQLite keeps times in UTC
+
+
+@compiles(_UtcDay, "postgresql")
+def _utc_day_postgresql(element: _UtcDay, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"to_char({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+_DAY = _UtcDay(DecisionRecord.created_at)
 _Rows = list[tuple[Any, ...]]
 
 
 def _rollups_answer(store: Store, filters: Filters) -> bool:
-    """The rollups (SQLite only) know days, assistants and templates, nothing finer."""
+    """The rollups (SQLite only: migration 0014 says why) know days, assistants and templates,
+    nothing finer."""
     whole_days = all(
         when is None or when.astimezone(UTC).time() == time_of_day.min
         for when in (filters.since, filters.until)
@@ -235,7 +256,7 @@ def _day_range(day: Any, filters: Filters) -> list[ColumnElement[bool]]:
 
 
 def _scanned_rows(store: Store, filters: Filters) -> tuple[_Rows, _Rows]:
-    keys = (_DAY, DecisionRecord.assistant_id, DecisionRecord.template_hash)
+    keys: tuple[Any, ...] = (_DAY, DecisionRecord.assistant_id, DecisionRecord.template_hash)
     counts = select(*keys, DecisionRecord.status, DecisionRecord.decision, func.count())
     latency = select(*keys, DecisionRecord.latency_ms, func.count()).select_from(DecisionRecord)
     latency = latency.where(DecisionRecord.latency_ms.is_not(None))

@@ -21,10 +21,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# UIDs and UIDVALIDITY are unsigned 32-bit numbers: past PostgreSQL's INTEGER from 2^31 (BIGINT
+# there since 0014); SQLite's INTEGER holds 64 bits.
+IMAP_NUMBER = Integer().with_variant(BigInteger(), "postgresql")
+
 
 def as_utc(when: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; triage writes them in UTC."""
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    """In UTC: SQLite hands datetimes back without their zone (triage writes them in UTC), PostgreSQL
+    in the session's time zone."""
+    return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -45,8 +50,8 @@ class MailboxState(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(1000))
-    uidvalidity: Mapped[int] = mapped_column(Integer)
-    highest_recorded_uid: Mapped[int] = mapped_column(Integer, default=0)
+    uidvalidity: Mapped[int] = mapped_column(IMAP_NUMBER)
+    highest_recorded_uid: Mapped[int] = mapped_column(IMAP_NUMBER, default=0)
     updated_at: Mapped[datetime]
 
 
@@ -63,8 +68,8 @@ class StoredMessage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(320))
     mailbox: Mapped[str] = mapped_column(String(1000))
-    uidvalidity: Mapped[int] = mapped_column(Integer)
-    uid: Mapped[int] = mapped_column(Integer)
+    uidvalidity: Mapped[int] = mapped_column(IMAP_NUMBER)
+    uid: Mapped[int] = mapped_column(IMAP_NUMBER)
     message_id: Mapped[str | None] = mapped_column(String(1000))
     subject: Mapped[str | None] = mapped_column(Text)
     sender: Mapped[str | None] = mapped_column(Text)
@@ -163,7 +168,7 @@ class Watcher(Base):
     state: Mapped[str] = mapped_column(String(40))
     connected: Mapped[bool] = mapped_column(Boolean, default=False)
     idle_since: Mapped[datetime | None]
-    last_seen_uid: Mapped[int | None] = mapped_column(Integer)
+    last_seen_uid: Mapped[int | None] = mapped_column(IMAP_NUMBER)
     last_decision_at: Mapped[datetime | None]
     backlog: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
@@ -210,7 +215,8 @@ class Correction(Base):
 class DailyCount(Base):
     """Decisions per UTC day, assistant, template, status and decision ('' for none).
 
-    Written only by triggers on the decisions table (SQLite); read by `triage stats`.
+    Written only by triggers on the decisions table (SQLite; elsewhere empty, and stats groups
+    the decisions themselves); read by `triage stats`.
     """
 
     __tablename__ = "daily_counts"
@@ -238,6 +244,9 @@ class DailyLatency(Base):
 # Not ORM models: made by migration 0003 and kept in step by SQL triggers (SQLite only). The
 # FTS5 index is a virtual table with shadow tables named after it.
 SEARCH_INDEX = "decisions_search"
+# PostgreSQL's search instead: a tsvector column of `decisions` kept by triggers (migration 0014),
+# unmapped, as SQLite's table has no such column.
+SEARCH_DOCUMENT = "search_document"
 VIEWS = ("decisions_view", "threads_view", "decisions_search_source")
 
 

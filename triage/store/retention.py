@@ -1,7 +1,8 @@
 """Retention: forgetting what old mail said (bodies, prompts and raw responses), or whole rows.
 
 `triage purge` and the daemon (store.keep_bodies_days) both come here. Forgotten text is really gone:
-the search index is merged and the database vacuumed afterwards (SQLite).
+the search index is merged and the database vacuumed afterwards (SQLite; on PostgreSQL the tables
+are vacuumed, which frees the old row versions but leaves them in the write-ahead log and backups).
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
 
 def _compact(store: Store) -> None:
     """Make forgotten text really gone: merge the search index, vacuum, empty the WAL."""
-    if store.engine.dialect.name != "sqlite":
+    dialect = store.engine.dialect.name
+    if dialect == "postgresql":
+        _vacuum_postgresql(store)
+    if dialect != "sqlite":
         return
     with store.engine.connect() as connection:
         # The driver's own connection begins no transaction (the store begins them): each of these
@@ -107,3 +111,11 @@ def _compact(store: Store) -> None:
         driver.execute(f"INSERT INTO {SEARCH_INDEX}({SEARCH_INDEX}) VALUES ('optimize')")
         driver.execute("VACUUM")
         driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _vacuum_postgresql(store: Store) -> None:
+    """Free the dead row versions still holding the old text (and their search documents) now,
+    not at autovacuum's next visit. VACUUM runs outside a transaction, and blocks no writer."""
+    tables = ", ".join(model.__tablename__ for model in (StoredMessage, DecisionRecord, Correction))
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"VACUUM {tables}")
