@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pytest
+
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
 from triage.store import Claim, Outcome, Store, mailboxes
 from triage.store import thread_registry as registry
 from triage.store.thread_registry import ThreadAssignment
-from triage.threads import thread_id_for
+from triage.threads import ThreadCandidate, subject_key, thread_id_for
 
 
 def _email(uid: int, sender: str, subject: str, *, replies_to: int | None = None) -> Email:
@@ -73,3 +77,40 @@ def test_a_new_task_decided_again_keeps_its_one_thread(store: Store) -> None:
     threads = registry.list_threads(store)
     assert [(t.id, t.title) for t in threads] == [(thread_id, "Export fails")]
     assert _ids(store, _email(2, "bob@example.com", "Re: Export fails")) == [thread_id]
+
+
+@pytest.mark.parametrize(
+    ("subject", "key"),
+    [
+        ("Export fails", "export fails"),
+        ("RE: Fwd:  Export\tfails ", "export fails"),
+        ("[dev-list] Re: AW: Export fails", "export fails"),
+        ("Re: [dev-list] SV[2]: [ops] Export fails", "export fails"),
+        ("Große Straße", "grosse strasse"),  # casefolded, not only lower-cased
+        ("Reply needed: [urgent] fix", "reply needed: [urgent] fix"),  # not a prefix, not at the start
+    ],
+)
+def test_a_subject_key_drops_reply_prefixes_and_list_tags_wherever_they_nest(subject: str, key: str) -> None:
+    assert subject_key(subject) == key
+
+
+def test_a_candidate_is_recorded_with_what_was_offered_and_read_back_the_same() -> None:
+    when = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+    proved = ThreadCandidate("t-1", "Invoice", when, proved_by_headers=True)
+    record = proved.as_record()
+    assert record == {
+        "id": "t-1",
+        "title": "Invoice",
+        "proved_by_headers": True,
+        "last_activity": "2026-11-01T09:30:00+00:00",
+    }
+    assert ThreadCandidate.from_record(record) == proved
+    quiet = ThreadCandidate("t-2", "", None)
+    assert quiet.as_record()["last_activity"] is None
+    assert ThreadCandidate.from_record(quiet.as_record()) == quiet
+
+
+def test_an_older_or_sparser_record_still_reads_as_a_candidate() -> None:
+    assert ThreadCandidate.from_record({"id": 7}) == ThreadCandidate("7", "", None, False)
+    sparse = {"id": "t", "title": None, "last_activity": "", "proved_by_headers": 1}
+    assert ThreadCandidate.from_record(sparse) == ThreadCandidate("t", "", None, True)

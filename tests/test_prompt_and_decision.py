@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from triage.assistant.rules import decide, headers_of
-from triage.decision import normalise_kind, parse_decision
+from triage.decision import Decision, last_ai_message, normalise_kind, parse_decision
 from triage.errors import ConfigError
 from triage.message import Email, parse_email
 from triage.prompt import PromptRenderer, neutralise
@@ -175,3 +175,126 @@ def test_synonyms() -> None:
     assert normalise_kind("IGNORE") == "ignore"
     assert normalise_kind("existing_thread") == "existing-thread"
     assert normalise_kind("maybe") is None and normalise_kind(3) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (
+            _ai("I think you should reply soon."),
+            Decision("needs-review", None, problem="no decision found in the assistant's answer"),
+        ),
+        (
+            _ai('{"decision": "escalate"}'),
+            Decision("needs-review", None, problem="unknown decision 'escalate'"),
+        ),
+        (
+            _ai('{"decision": "existing-thread", "title": "T", "reason": "R", "confidence": 0.5}'),
+            Decision(
+                "needs-review",
+                "existing-thread",
+                None,
+                "T",
+                "R",
+                0.5,
+                problem="existing-thread without a thread_id",
+            ),
+        ),
+        (
+            _ai(
+                '{"decision": "existing-thread", "thread_id": "nope", "title": "T", "reason": "R", "confidence": 0.5}'
+            ),
+            Decision(
+                "needs-review",
+                "existing-thread",
+                "nope",
+                "T",
+                "R",
+                0.5,
+                problem="thread 'nope' was not among the threads offered",
+            ),
+        ),
+    ],
+)
+def test_a_decision_needing_review_keeps_what_the_answer_said_and_why(
+    state: dict[str, object], expected: Decision
+) -> None:
+    assert parse_decision(state, {"t-1"}) == expected
+
+
+def test_only_an_existing_thread_keeps_a_thread_id_and_every_field_is_kept() -> None:
+    answer = {"decision": "new-task", "thread_id": "t-1", "title": " T ", "reason": "R", "confidence": 1}
+    assert parse_decision(_ai(json.dumps(answer)), {"t-1"}) == Decision("ok", "new-task", None, "T", "R", 1.0)
+    answer["decision"] = "reply"
+    assert parse_decision(_ai(json.dumps(answer)), {"t-1"}) == Decision(
+        "ok", "existing-thread", "t-1", "T", "R", 1.0
+    )
+
+
+def test_a_decision_given_as_state_fields_is_read_from_the_state() -> None:
+    state = {"decision": "skip", "reason": "a newsletter", "messages": []}
+    assert parse_decision(state, set()) == Decision("ok", "ignore", reason="a newsletter")
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"), [(0, 0.0), (1, 1.0), ("0.25", 0.25), (1.5, None), (-0.1, None), ("high", None)]
+)
+def test_confidence_is_kept_only_between_zero_and_one(given: object, kept: float | None) -> None:
+    decision = parse_decision(_ai(json.dumps({"decision": "ignore", "confidence": given})), set())
+    assert decision.confidence == kept
+
+
+def test_the_answer_is_the_last_ai_message_not_a_later_tool_or_human_one() -> None:
+    state = {
+        "messages": [
+            "not a message",
+            {"type": "ai", "content": '{"decision": "new-task"}'},
+            {"type": "AIMessageChunk", "content": '{"decision": "ignore"}'},
+            {"type": "tool", "content": '{"decision": "existing-thread"}'},
+        ]
+    }
+    assert last_ai_message(state) == state["messages"][2]  # type: ignore[index]
+    assert parse_decision(state, set()).decision == "ignore"
+    assert last_ai_message({"messages": "no list"}) is None and last_ai_message({}) is None
+
+
+def test_only_the_text_blocks_of_an_answer_are_read_and_each_on_its_own_line() -> None:
+    blocks = [
+        "Decision: new-task",
+        {"type": "text", "text": "Reason: a bug\nTitle:"},
+        {"type": "text"},  # no text at all adds nothing (the empty title stays empty)
+        {"type": "reasoning", "text": "Decision: ignore"},
+    ]
+    assert parse_decision(_ai(blocks), set()) == Decision("ok", "new-task", reason="a bug")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"decision": "ignore", "reason": "r"} is my answer.',
+        'My answer: {"decision": "ignore", "reason": "r", "extra": {"a": 1}}.',
+        'Sure.\n```\n{"decision": "ignore", "reason": "r"}\n```',
+        "decision = Ignore\nthread id: t-9\nREASON: r",
+        'Decision: ignore\nReason: r\nThreadID: {"a": 1}',
+    ],
+)
+def test_an_answer_around_or_beside_other_text_is_found(text: str) -> None:
+    decision = parse_decision(_ai(text), set())
+    assert (decision.status, decision.decision, decision.reason) == ("ok", "ignore", "r")
+
+
+def test_a_thread_id_spelt_in_text_is_read() -> None:
+    for spelling in ("thread_id", "Thread ID", "ThreadID"):
+        decision = parse_decision(_ai(f"Decision: existing thread\n{spelling}: t-1"), {"t-1"})
+        assert (decision.status, decision.thread_id) == ("ok", "t-1"), spelling
+
+
+def test_a_header_value_is_one_neutralised_line_with_single_spaces(tmp_path: Path) -> None:
+    template = tmp_path / "mailbox.jinja"
+    template.write_text("[{{ mailbox }}]")
+    renderer = PromptRenderer(template)
+    mailbox = " Team\u2028Inbox \r\n\t<email> \u200b Archive "
+    assert (
+        renderer.render(_email("b"), account="a", mailbox=mailbox, threads=[])
+        == "[Team Inbox \u2039email> Archive]"
+    )
