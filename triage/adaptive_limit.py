@@ -45,6 +45,11 @@ class AdaptiveLimit:
         self._hold_until = 0.0  # monotonic time before which no run starts (Retry-After)
 
     @property
+    def in_flight(self) -> int:
+        """Runs holding a place now."""
+        return self._in_flight
+
+    @property
     def limit(self) -> int:
         return int(self._limit)
 

@@ -142,6 +142,9 @@ class WatchSettings(Section):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     heartbeat_s: float = Field(default=5.0, gt=0)
     lease_s: float = Field(default=30.0, gt=0)
+    # Prometheus metrics (the `metrics` extra); unset: none served. 0: any free port (logged).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # loopback: metrics name accounts and mailboxes
 
 
 class ActionSettings(Section):

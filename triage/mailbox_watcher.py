@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +30,9 @@ from triage.sources import RawMessage
 from triage.sources.imap import ImapSource
 from triage.store import Store, mailboxes, store_failed
 from triage.store.routing_log import RoutingJob
+
+if TYPE_CHECKING:  # prometheus_client is there only with the `metrics` extra
+    from triage.metrics import Metrics
 
 log = logging.getLogger("triage.watch")
 
@@ -87,12 +90,14 @@ class LoopBridge:
         semaphore: asyncio.Semaphore,
         stop: threading.Event,
         inflight: set[asyncio.Task[Triaged | None]],
+        metrics: Metrics | None = None,
     ) -> None:
         self.loop = loop
         self.pipeline = pipeline
         self.semaphore = semaphore
         self.stop = stop
         self.inflight = inflight
+        self.metrics = metrics  # watch.metrics_port: each recorded decision is counted
         self.fatal: CredentialsRefused | None = None  # stops the daemon: no retry would mend it
 
     def triage_batch(
@@ -115,6 +120,8 @@ class LoopBridge:
                 return None
             triaged = await self.pipeline.triage(raw)
         outcome = triaged.outcome
+        if outcome is not None and self.metrics is not None:
+            self.metrics.decided(outcome)
         if outcome is not None and outcome.status == "error":
             refused = refused_credentials(outcome.error_kind, outcome.error_text)
             if refused is not None and self.fatal is None:
@@ -159,6 +166,7 @@ class MailboxWatcher:
         self.fatal: TriageError | None = None
         self._ever_connected = False
         self._link_failures = 0
+        self.reconnects = 0  # connections made again after one was lost (for the metrics)
 
     def run(self) -> None:
         """Thread body: sessions until stopped; a refused login before any success is fatal."""
@@ -225,6 +233,7 @@ class MailboxWatcher:
                 self.settings.watch.mode == "auto" and source.supports_idle
             )
             if self._ever_connected and self._link_failures:
+                self.reconnects += 1
                 log.info("%s: reconnected after %d attempts", self.label, self._link_failures)
             elif not self._ever_connected:
                 log.info("%s: watching (%s)", self.label, "IDLE" if use_idle else "polling")

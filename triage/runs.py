@@ -195,6 +195,11 @@ class RunsClient:
     def concurrency(self) -> int:
         return self.limit.limit
 
+    @property
+    def in_flight(self) -> int:
+        """Runs holding a place under the limit now (`triage watch` serves it beside `concurrency`)."""
+        return self.limit.in_flight
+
     async def check_reachable(self) -> None:
         """Fail fast, in one line, when the run server cannot be reached at all."""
         connect_s = min(self.settings.timeout_s, 10.0)

@@ -9,24 +9,30 @@ as it does), writes heartbeats, applies the retention, and stops gracefully.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from triage.clock import utc_now
 from triage.config import Settings
-from triage.errors import MailboxTaken, StoreFailed
+from triage.errors import ConfigError, MailboxTaken, StoreFailed
 from triage.mailbox_watcher import LoopBridge, MailboxWatcher, Target
 from triage.pipeline import Pipeline, Triaged
 from triage.prompt import PromptRenderer
 from triage.runs import RunsClient, RunsSettings
 from triage.store import Store, leases, processes, store_failed
 from triage.store.retention import purge
+
+if TYPE_CHECKING:  # prometheus_client is there only with the `metrics` extra
+    from triage.metrics import Metrics
 
 log = logging.getLogger("triage.watch")
 
@@ -40,6 +46,19 @@ def _if_writable(write: Any, *args: Any, **kwargs: Any) -> None:
         write(*args, **kwargs)
     except SQLAlchemyError as exc:
         log.debug("final status not written: %s", exc)
+
+
+def _metrics(settings: Settings) -> Metrics | None:
+    """The daemon's metrics where watch.metrics_port asks for them."""
+    if settings.watch.metrics_port is None:
+        return None
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise ConfigError(
+            "watch.metrics_port needs the prometheus-client package: pip install 'triage[metrics]'"
+        )
+    from triage.metrics import Metrics
+
+    return Metrics()
 
 
 class Daemon:
@@ -58,7 +77,9 @@ class Daemon:
         self.wait_for_lease = wait_for_lease
         self.dry_run = dry_run
         self.owner = leases.this_process()
-        self._runs: RunsClient | None = None  # for the heartbeat: its adaptive limit
+        self._runs: RunsClient | None = None  # for the heartbeat and the metrics: its adaptive limit
+        self._watchers: list[MailboxWatcher] = []  # for the metrics
+        self.metrics = _metrics(settings)  # before anything starts: a missing library is a config error
         self.stop = threading.Event()
         self._inflight: set[asyncio.Task[Triaged | None]] = set()
         self._store_fatal: StoreFailed | None = None
@@ -80,12 +101,15 @@ class Daemon:
                 raise store_failed(exc) from None
             if self.stop.is_set():
                 return 0
-            with processes.registered(
-                store,
-                "watch",
-                heartbeat_s=watch.heartbeat_s,
-                lease_s=watch.lease_s,
-                run_concurrency=lambda: self._runs.concurrency if self._runs is not None else None,
+            with (
+                processes.registered(
+                    store,
+                    "watch",
+                    heartbeat_s=watch.heartbeat_s,
+                    lease_s=watch.lease_s,
+                    run_concurrency=lambda: self._runs.concurrency if self._runs is not None else None,
+                ),
+                self._metrics_served(store),
             ):
                 return await self._watch(store, renderer)
         finally:
@@ -103,8 +127,9 @@ class Daemon:
             )
             await pipeline.release_leftover_runs()
             semaphore = asyncio.Semaphore(self.settings.langgraph.max_concurrency)
-            bridge = LoopBridge(loop, pipeline, semaphore, self.stop, self._inflight)
+            bridge = LoopBridge(loop, pipeline, semaphore, self.stop, self._inflight, self.metrics)
             watchers = [MailboxWatcher(self.settings, t, store, bridge, self.stop) for t in self.targets]
+            self._watchers = watchers
             threads = [
                 threading.Thread(target=w.run, name=f"watch {w.account} {w.mailbox}", daemon=True)
                 for w in watchers
@@ -133,6 +158,19 @@ class Daemon:
                 raise fatal
         log.info("stopped")
         return 0
+
+    @contextlib.contextmanager
+    def _metrics_served(self, store: Store) -> Iterator[None]:
+        """The metrics endpoint (watch.metrics_port), while the daemon holds its leases."""
+        watch = self.settings.watch
+        if self.metrics is None or watch.metrics_port is None:
+            yield
+            return
+        from triage.metrics import DaemonCollector
+
+        state = DaemonCollector(store, self.owner, lambda: self._runs, lambda: self._watchers)
+        with self.metrics.served(watch.metrics_host, watch.metrics_port, state):
+            yield
 
     def _request_stop(self, sig: signal.Signals) -> None:
         if not self.stop.is_set():
