@@ -309,8 +309,8 @@ def _body_and_attachments(msg: Message, warnings: list[str]) -> tuple[str, list[
         if part.is_multipart():
             continue
         content_type = part.get_content_type()
-        filename = _filename(part, warnings)
-        is_attachment = part.get_content_disposition() == "attachment" or (
+        filename, disposition = _disposition(part, warnings)
+        is_attachment = disposition == "attachment" or (
             filename is not None and not content_type.startswith("text/")
         )
         if is_attachment or not content_type.startswith("text/"):
@@ -327,12 +327,13 @@ def _body_and_attachments(msg: Message, warnings: list[str]) -> tuple[str, list[
     return plain or "", attachments
 
 
-def _filename(part: Message, warnings: list[str]) -> str | None:
+def _disposition(part: Message, warnings: list[str]) -> tuple[str | None, str | None]:
+    """The part's file name and disposition: the stdlib raises on some Content-Disposition values."""
     try:
-        return part.get_filename()
+        return part.get_filename(), part.get_content_disposition()
     except Exception:
         warnings.append("attachment filename: unparsable")
-        return None
+        return None, None
 
 
 def _payload_bytes(part: Message, warnings: list[str]) -> bytes:
