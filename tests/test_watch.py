@@ -346,6 +346,61 @@ def test_json_logs_and_retry_by_hand(
     assert any(e["message"].startswith("INBOX uid 5: new-task") for e in entries)
 
 
+def _deliver(dovecot: DovecotServer, mailbox: str, raw: bytes) -> None:
+    """Into the mailbox's maildir, as a delivery agent does: no IMAP login needed (the daemon
+    holds every connection the server allows this account)."""
+    maildir = dovecot.root / "mail" / dovecot.username
+    folder = maildir if mailbox == "INBOX" else maildir / f".{mailbox}"
+    tmp = folder / "tmp" / f"{time.time():.6f}.{mailbox}.test"
+    tmp.write_bytes(raw)
+    os.chown(tmp, 65534, 65534)
+    tmp.rename(folder / "new" / tmp.name)
+
+
+def test_mailboxes_past_the_servers_connection_limit_are_retried_and_the_rest_watched(
+    tmp_path: Path, dovecot: DovecotServer
+) -> None:
+    """Twelve mailboxes on a Dovecot that allows ten connections per user and address (its
+    default, checked loosely: an eleventh login at the same instant may pass): the daemon keeps
+    running, says so once per refused mailbox, and loses nothing."""
+    boxes = ["INBOX"] + [f"Project{n}" for n in range(11)]
+    for box in boxes[1:]:
+        dovecot.create_mailbox(box)
+    db = tmp_path / "triage.db"
+    with FakeRunServer() as server:
+        write_config(tmp_path, dovecot, server.url, mailboxes=boxes, watch=WATCH_FAST)
+        with WatchProcess(tmp_path) as daemon:
+            wait_until(lambda: _idle_or_refused(db, 12), 60, "every watcher idle or refused")
+            watched = watchers_in_state(db, "idle")
+            assert 10 <= watched <= 11
+            for n, box in enumerate(boxes):
+                _deliver(dovecot, box, _plain(1, start=n)[0])
+            wait_until(lambda: final_count(db) == watched, 60, "the watched mailboxes' mail")
+            retries = rows(db, "SELECT sum(failures) FROM watchers WHERE state = 'reconnecting'")[0][0]
+            wait_until(lambda: daemon.process.poll() is not None or _retried(db, retries), 30, "more retries")
+            assert daemon.process.poll() is None, daemon.log  # a refusal never stops the daemon
+            assert daemon.stop() == 0
+        refused = [line for line in daemon.log.splitlines() if "no more connections" in line]
+        assert len(refused) == 12 - watched, daemon.log  # once each, however often retried
+        assert all("[LIMIT]" in line for line in refused)
+        assert final_count(db) == watched and server.runs == watched
+        # The refused mailboxes' mail waits for them: a backfill decides it, and nothing twice.
+        backfill = run_triage("backfill", "--quiet", cwd=tmp_path)
+        assert backfill.returncode == 0, backfill.stderr
+        assert final_count(db) == 12 and server.runs == 12
+
+
+def _idle_or_refused(db: Path, watchers: int) -> bool:
+    refused = watchers_in_state(db, "reconnecting")
+    return refused > 0 and watchers_in_state(db, "idle") + refused == watchers
+
+
+def _retried(db: Path, retries: object) -> bool:
+    """Whether the refused watchers have tried again since `retries` failures were counted."""
+    now = rows(db, "SELECT sum(failures) FROM watchers WHERE state = 'reconnecting'")[0][0]
+    return int(now or 0) > int(retries or 0)  # type: ignore[call-overload]
+
+
 def test_two_accounts_in_one_daemon_by_polling(
     tmp_path: Path, dovecot: DovecotServer, langgraph_server: DevServer, stateless_runs: Callable[[], int]
 ) -> None:

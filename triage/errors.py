@@ -44,6 +44,11 @@ class ConnectFailed(SourceError):
     """The server could not be reached or the TLS handshake failed: worth retrying."""
 
 
+class ConnectionLimited(ConnectFailed):
+    """The server refused a login because the account holds as many connections as it allows:
+    worth retrying once one is free, never a reason to stop."""
+
+
 class MailboxUnavailable(ConnectFailed):
     """The mailbox cannot be selected (missing, or being recreated): worth retrying when watching."""
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from triage.clock import backoff_s, utc_now
 from triage.config import ImapSettings, Settings
-from triage.errors import ConnectFailed, CredentialsRefused, LoginFailed, TriageError
+from triage.errors import ConnectFailed, ConnectionLimited, CredentialsRefused, LoginFailed, TriageError
 from triage.pipeline import Pipeline, Triaged
 from triage.run_replies import refused_credentials
 from triage.sources import RawMessage
@@ -180,6 +180,8 @@ class MailboxWatcher:
                     self.stop.set()
                     return
                 self._lost(str(exc))
+            except ConnectionLimited as exc:  # other watchers hold the connections the server allows
+                self._lost(str(exc), "the server allows this account no more connections")
             except LINK_ERRORS as exc:
                 self._lost(_describe(exc))
             except CancelledError:
@@ -194,10 +196,10 @@ class MailboxWatcher:
                 self.stop.set()
                 return
 
-    def _lost(self, reason: str) -> None:
+    def _lost(self, reason: str, what: str = "connection lost") -> None:
         """Log the change of state once, not once per retry, and wait before reconnecting."""
         if self._link_failures == 0:
-            log.warning("%s: connection lost (%s); reconnecting", self.label, reason)
+            log.warning("%s: %s (%s); reconnecting", self.label, what, reason)
         self._link_failures += 1
         failures = self._link_failures
         self._set(

@@ -18,6 +18,7 @@ from triage.config import ActionSettings, ImapSettings
 from triage.errors import (
     ConfigError,
     ConnectFailed,
+    ConnectionLimited,
     InsecureRefused,
     LoginFailed,
     MailboxUnavailable,
@@ -34,6 +35,8 @@ GMAIL_THREAD = b"X-GM-THRID"
 # Replaced in a partially fetched message by those of the text part that stands in for its body.
 _MIME_HEADERS = (b"content-type", b"content-transfer-encoding")
 _COMMAND_TIMEOUT_S = 60
+# How servers word a login refused because the account holds too many connections.
+_LIMIT_SIGNS = ("[limit]", "too many connections", "maximum number of connections")
 # How long one idle_check blocks: the granularity at which a watcher notices a stop request.
 _IDLE_SLICE_S = 1.0
 
@@ -359,10 +362,20 @@ def _login(client: IMAPClient, settings: ImapSettings) -> None:
             client.oauth2_login(settings.username, token)
         else:
             client.login(settings.username, _password(settings))
-    except LoginError as exc:
-        raise LoginFailed(f"IMAP login failed for {where}: {_text(exc)}") from None
-    except (IMAPClientError, OSError) as exc:
-        raise ConnectFailed(f"IMAP connection lost during login to {where}: {_text(exc)}") from None
+    except (LoginError, IMAPClientError, OSError) as exc:
+        text = _text(exc)
+        if _at_connection_limit(text):
+            raise ConnectionLimited(f"IMAP login refused for {where}: {text}") from None
+        if isinstance(exc, LoginError):
+            raise LoginFailed(f"IMAP login failed for {where}: {text}") from None
+        raise ConnectFailed(f"IMAP connection lost during login to {where}: {text}") from None
+
+
+def _at_connection_limit(refusal: str) -> bool:
+    """Whether a refused login means "too many connections" (RFC 5530's [LIMIT], Dovecot's
+    "Maximum number of connections", others' "Too many connections"), not wrong credentials."""
+    lowered = refusal.lower()
+    return any(sign in lowered for sign in _LIMIT_SIGNS)
 
 
 def _password(settings: ImapSettings) -> str:
