@@ -109,6 +109,8 @@ class DecisionRecord(Base):
         Index("ix_decisions_created_at", "created_at"),
         Index("ix_decisions_thread_id", "thread_id"),
         Index("ix_decisions_routing_status", "routing_status"),
+        # Covers `triage stats`' token totals (0015): the rows themselves hold ~15 KB of text.
+        Index("ix_decisions_tokens", "created_at", "prompt_tokens", "output_tokens", "tokens_measured"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
