@@ -1,7 +1,7 @@
 """Backfill benchmark: `triage backfill` against a stub run server, as ratios to same-run baselines.
 
-    python bench/backfill.py            # full run (about five minutes on two cores)
-    python bench/backfill.py --quick    # smoke run with small mailboxes
+    python bench/backfill.py            # full run (about fifteen minutes on two cores)
+    python bench/backfill.py --quick    # smoke run with small mailboxes (under a minute)
     python bench/backfill.py --profile /tmp/b.prof   # also profile scenario b under cProfile
     python bench/backfill.py --against main~3  # also scenarios b and a, this checkout against a revision
 
@@ -9,12 +9,18 @@ Every figure is compared with something measured in the same run, so the machine
 Scenarios a and b run three times each (`--repeat N`) and the run of median throughput counts: this
 machine's speed changes from minute to minute, and one run is one draw of it.
 
+The mailboxes have the sizes of a real one (bench/realistic_corpus.py, seeded): plain replies of a
+few KB, HTML newsletters of 30 to 100 KB, a tenth of the mail with attachments of 100 KB to 5 MB,
+one message in 500 of 11 to 14 MB, and one in 20 an odd message of the varied test corpus.
+The huge ones are over imap.max_message_bytes (10 MiB), which caps IMAP fetches only: from an mbox
+file triage reads and triages them whole, so they are expected `ok`, recorded at their full size.
+
 a. latency 100 ms, concurrency 32: throughput against the ideal concurrency / latency (target >= 0.90).
 b. latency 0, concurrency 32: end-to-end throughput (target >= 500 msg/s), beside
 c. latency 0, concurrency 1: one run at a time (the next message is prepared while it is in flight,
    as in every backfill); b/c is the speed-up of concurrency.
 d. latency 0, concurrency 32, 10,000 messages: peak RSS of triage and its run worker (target < 150 MB),
-   beside the peak RSS of `python -c "import triage.cli"` measured the same way (os.wait4).
+   beside the peak RSS of `python -c "import triage.cli"` (its own VmHWM, read as it ends).
 e. as d, but every message from a new sender with a new subject, so no candidate lookup finds a
    match early and the thread registry grows to 10,000 threads: e/d shows whether a backfill slows
    down as its registry grows (it should stay near 1).
@@ -29,16 +35,19 @@ Beside scenario a, the same 100 ms stub is driven by that raw-socket client and 
 client alone (RunsClient, no message to prepare or record): the ceilings that scenario a can reach.
 
 Each scenario runs `python -m triage backfill --source X.mbox --quiet --concurrency C` as a subprocess
-with a fresh SQLite database and no inherited `TRIAGE_*` variables. Throughput is triage's own figure
-(its summary line: the backfill loop, without interpreter start-up and migrations); the wall clock of
-the whole process is shown beside it. Correctness: the database must hold exactly one decision per
-message, `ok` for every message that is mail and `unparseable` for the corpus's `garbage_bytes` kind
-(which is not mail), and the stub must have served exactly one run per `ok` message (no retries).
+with a fresh SQLite database and no inherited `TRIAGE_*` variables. Every row shows two rates: triage's
+own (its summary line: the backfill loop, without interpreter start-up, migrations, the run worker's
+spawn and shutdown) and the whole process's (messages / its wall clock), beside the wall clock itself.
+Correctness: the database must hold exactly one decision per message, `ok` for every message that is
+mail and `unparseable` for the `garbage_bytes` kind (which is not mail), every huge message recorded
+at its full size, and the stub must have served exactly one run per `ok` message (no retries).
 
 `--against REV` checks REV out into a temporary git worktree and runs scenarios b and a three times
 each (`--repeat N`), alternating this checkout and REV (each imported through PYTHONPATH) against the
 same stub, so that a change's speed-up is measured in one run however fast the machine is that day.
-A change of a few percent needs about ten rounds to show which way it goes on this machine.
+The order swaps every round (this checkout first in even rounds, REV first in odd ones), so neither
+side always runs on the page cache and CPU frequency the other left. A change of a few percent needs
+about ten rounds to show which way it goes on this machine.
 
 Exit status: 0 when every run finished and every correctness check passed (targets missed or not),
 1 otherwise. Nothing is written outside a temporary directory, which is removed at the end.
@@ -60,13 +69,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from bench.realistic_corpus import NOT_MAIL, realistic_messages
 from tests.support.corpus import kinds, varied_messages
 from tests.support.run_server import RunServerProcess, run_server_process
 
 REPO = Path(__file__).resolve().parent.parent
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # imap.max_message_bytes's default
 SUMMARY_LINE = re.compile(r"triaged (\d+) of (\d+) planned in ([\d.]+) s \(([\d.]+) msg/s\)")
 
 
@@ -172,8 +184,10 @@ def run_measured(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: 
     """Run a subprocess and reap it alone with os.wait4, so its rusage is its own and nobody else's.
 
     CPU time includes the processes it started and waited for (triage's run worker). Peak RSS is
-    the sum of each process's own peak (VmHWM), sampled while they run: wait4 alone would give the
-    largest of them, not their total.
+    the sum of each process's own peak (VmHWM), sampled while they run. wait4's ru_maxrss is not
+    used: Linux carries the high-water mark of the memory a child leaves at exec into it, and a
+    child forked (or vforked) from this benchmark leaves this benchmark's own, so a child smaller
+    than the benchmark would be reported at the benchmark's size.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
@@ -204,7 +218,7 @@ def run_measured(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: 
             process.returncode,
             wall_s,
             usage.ru_utime + usage.ru_stime,
-            max(usage.ru_maxrss, sum(peaks_kib.values())) / 1024,  # KiB on Linux
+            sum(peaks_kib.values()) / 1024,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
         )
@@ -253,39 +267,81 @@ class Backfill:
     runs_served: int
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def wall_rate(self) -> float:
+        """Messages a second over the whole process: start-up, migrations and the worker's spawn included."""
+        return self.messages / self.run.wall_s
+
+
+Corpus = Callable[[int], Iterable[tuple[str, bytes]]]
+
+
+def varied_corpus(count: int) -> Iterable[tuple[str, bytes]]:
+    """(kind, raw) of the varied test corpus: small messages of every odd shape (bench/run_limits.py)."""
+    return zip(kinds(count), varied_messages(count), strict=True)
+
 
 @dataclass(frozen=True, slots=True)
 class Mailbox:
     path: Path
     messages: int
     unparseable: int  # messages of the corpus kind that is not mail at all
+    huge: int = 0  # messages over imap.max_message_bytes (the realistic corpus's `huge` kind)
+    sizes: tuple[int, ...] = ()  # of each message, in order
 
     @property
     def mail(self) -> int:
         return self.messages - self.unparseable
 
+    def describe(self) -> str:
+        """Its size mix in one line: what the throughput figures are figures of."""
+        total = sum(self.sizes)
+        return (
+            f"{self.messages} messages, {total / 1e6:.0f} MB: "
+            f"mean {total / max(self.messages, 1) / 1e3:.1f} KB, "
+            f"median {statistics.median(self.sizes) / 1e3:.1f} KB, largest {max(self.sizes) / 1e6:.1f} MB; "
+            f"{self.huge} over {MAX_MESSAGE_BYTES / 2**20:.0f} MiB, {self.unparseable} not mail"
+        )
 
-def write_mbox(path: Path, count: int, *, distinct: bool = False) -> Mailbox:
-    """`count` varied corpus messages in an mbox file; `distinct`: each mail from a new sender, with
-    a new subject (headers put first, where the parser reads them)."""
+
+def write_mbox(path: Path, count: int, *, distinct: bool = False, corpus: Corpus = varied_corpus) -> Mailbox:
+    """`count` corpus messages in an mbox file, written one at a time; `distinct`: each mail from a
+    new sender, with a new subject (headers put first, where the parser reads them)."""
     box = mailbox.mbox(path)
     box.lock()
+    sizes: list[int] = []
+    unparseable = huge = 0
     try:
-        for n, (kind, raw) in enumerate(zip(kinds(count), varied_messages(count), strict=True)):
-            if distinct and kind != "garbage_bytes":
+        for n, (kind, raw) in enumerate(corpus(count)):
+            if distinct and kind != NOT_MAIL:
                 raw = f"From: sender{n}@bench.example\r\nSubject: Matter number {n}\r\n".encode() + raw
             box.add(raw)
+            sizes.append(len(raw))
+            unparseable += kind == NOT_MAIL
+            huge += len(raw) > MAX_MESSAGE_BYTES
         box.flush()
     finally:
         box.unlock()
         box.close()
-    return Mailbox(path, count, kinds(count).count("garbage_bytes"))
+    return Mailbox(path, count, unparseable, huge, tuple(sizes))
 
 
 def db_statuses(db: Path) -> dict[str, int]:
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
         rows = connection.execute("SELECT status, count(*) FROM decisions GROUP BY status").fetchall()
     return {str(status): int(count) for status, count in rows}
+
+
+def huge_recorded_ok(db: Path) -> int:
+    """Messages over imap.max_message_bytes recorded at their full size and decided `ok`: a file
+    source reads them whole (the cap is IMAP's), so each must be."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+        (count,) = connection.execute(
+            "SELECT count(*) FROM messages m JOIN decisions d ON d.message_pk = m.id "
+            "WHERE m.size > ? AND d.status = 'ok'",
+            (MAX_MESSAGE_BYTES,),
+        ).fetchone()
+    return int(count)
 
 
 def backfill(
@@ -329,6 +385,8 @@ def backfill(
         problems.append(f"statuses {statuses}, expected {expected}")
     if runs_served != box.mail:
         problems.append(f"stub served {runs_served} runs for {box.mail} messages that are mail")
+    if db.exists() and (whole := huge_recorded_ok(db)) != box.huge:
+        problems.append(f"{whole} of {box.huge} messages over {MAX_MESSAGE_BYTES} bytes recorded whole, ok")
     run_s = processed / rate if rate > 0 else run.wall_s
     return Backfill(
         name,
@@ -346,11 +404,13 @@ def backfill(
 
 
 def import_baseline(workdir: Path) -> Run:
-    """Peak RSS of an interpreter that only imports triage's command line."""
-    argv = [sys.executable, "-c", "import triage.cli"]
-    run = run_measured(argv, env=clean_env(), cwd=workdir, timeout_s=60)
+    """Peak RSS of an interpreter that only imports triage's command line, as it reports it itself
+    when done: it ends before a 20 ms sample would see its last imports."""
+    code = "import triage.cli, pathlib; print(pathlib.Path('/proc/self/status').read_text())"
+    run = run_measured([sys.executable, "-c", code], env=clean_env(), cwd=workdir, timeout_s=60)
     if run.returncode != 0:
         raise RuntimeError(f"import triage.cli failed: {run.stderr.strip()[-400:]}")
+    run.max_rss_mb = int(run.stdout.split("VmHWM:", 1)[1].split()[0]) / 1024
     return run
 
 
@@ -364,6 +424,7 @@ class Row:
     wall_s: str
     run_s: str
     rate: str
+    wall_rate: str
     rss: str
     reference: str
     ratio: str
@@ -382,6 +443,7 @@ def _row(label: str, result: Backfill, reference: str, ratio: str, target: str =
         f"{result.run.wall_s:.2f}",
         f"{result.run_s:.2f}",
         f"{result.rate:.1f}",
+        f"{result.wall_rate:.1f}",
         f"{result.run.max_rss_mb:.1f} MB",
         reference,
         ratio,
@@ -397,6 +459,7 @@ def print_table(rows: list[Row]) -> None:
         "wall s",
         "run s",
         "msg/s",
+        "whole msg/s",
         "peak RSS",
         "ideal / baseline",
         "ratio",
@@ -417,7 +480,8 @@ def describe(result: Backfill) -> None:
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(result.statuses.items()))
     print(
         f"  {result.name}: {result.processed} triaged in {result.run_s:.2f} s "
-        f"({result.rate:.1f} msg/s; wall {result.run.wall_s:.2f} s, CPU {result.run.cpu_s:.2f} s "
+        f"({result.rate:.1f} msg/s; wall {result.run.wall_s:.2f} s = {result.wall_rate:.1f} msg/s, "
+        f"CPU {result.run.cpu_s:.2f} s "
         f"= {1000 * result.run.cpu_s / max(result.messages, 1):.2f} ms/msg, "
         f"peak RSS {result.run.max_rss_mb:.1f} MB); "
         f"db: {statuses}; stub runs: {result.runs_served}; correctness {checks}",
@@ -476,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", metavar="REV", help="also compare this checkout with a git revision")
     args = parser.parse_args(argv)
     repeats = max(1, args.repeat or (1 if args.quick else 3))
-    sizes = Sizes(300, 1000, 3000, 320) if args.quick else Sizes(2000, 10_000, 20_000, 2000)
+    sizes = Sizes(300, 500, 3000, 320) if args.quick else Sizes(2000, 10_000, 20_000, 2000)
     sizes = Sizes(
         args.messages or sizes.messages,
         args.memory_messages or sizes.memory_messages,
@@ -493,38 +557,43 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare(revision: str, workdir: Path, messages: int, concurrency: int, rounds: int) -> int:
-    """Scenarios b and a, alternating this checkout and `revision`; medians and their ratio."""
+    """Scenarios b and a, alternating this checkout and `revision` in an order swapped every round;
+    medians of the loop's rate and of the whole process's, and their ratios."""
     other = workdir / "against"
     added = _git("worktree", "add", "--detach", str(other), revision)
     if added.returncode != 0:
         print(f"\ncannot check out {revision}: {added.stderr.strip()}")
         return 1
     try:
-        box = write_mbox(workdir / "compare.mbox", messages)
-        print(f"\nthis checkout against {revision}, {rounds} alternating runs each:")
-        rows: list[tuple[str, list[float], list[float]]] = []
+        box = write_mbox(workdir / "compare.mbox", messages, corpus=realistic_messages)
+        print(f"\nthis checkout against {revision}, {rounds} alternating rounds, the order swapped each one:")
         problems: list[str] = []
         for label, latency_s in (("b  latency 0", 0.0), ("a  latency 100 ms", 0.1)):
-            rates: dict[Path, list[float]] = {REPO: [], other: []}
+            results: dict[Path, list[Backfill]] = {REPO: [], other: []}
             with run_server_process(latency_s) as server:
                 for round_ in range(rounds):
-                    for code in (REPO, other):
+                    for code in (REPO, other) if round_ % 2 == 0 else (other, REPO):
                         name = f"{label[0]}-{code.name}-{round_}"
                         result = backfill(name, box, server, latency_s, concurrency, workdir, code=code)
-                        rates[code].append(result.rate)
+                        results[code].append(result)
                         problems += [f"{name}: {problem}" for problem in result.problems]
-            rows.append((f"{label}, c={concurrency}", rates[REPO], rates[other]))
-        for label, ours, theirs in rows:
-            print(
-                f"  {label}: {statistics.median(ours):.1f} msg/s against {statistics.median(theirs):.1f}"
-                f" = {statistics.median(ours) / max(statistics.median(theirs), 1e-9):.2f}x"
-                f"  (runs: {_rates(ours)} against {_rates(theirs)})"
-            )
+            print_comparison(f"{label}, c={concurrency}", results[REPO], results[other])
         verdict = "; ".join(problems) if problems else "every run recorded one decision per message"
         print(f"correctness: {'FAILED: ' if problems else ''}{verdict}")
         return 1 if problems else 0
     finally:
         _git("worktree", "remove", "--force", str(other))
+
+
+def print_comparison(label: str, ours: list[Backfill], theirs: list[Backfill]) -> None:
+    """The loop's rate and the whole process's, each as medians and their ratio, and every run's."""
+    for what, rate in (("loop", lambda r: r.rate), ("whole process", lambda r: r.wall_rate)):
+        mine, others = [rate(r) for r in ours], [rate(r) for r in theirs]
+        print(
+            f"  {label}, {what}: {statistics.median(mine):.1f} msg/s against {statistics.median(others):.1f}"
+            f" = {statistics.median(mine) / max(statistics.median(others), 1e-9):.2f}x"
+            f"  (runs: {_rates(mine)} against {_rates(others)})"
+        )
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[str]:
@@ -568,14 +637,15 @@ def _bench(
         f"(other work on the machine lowers every figure); workdir {workdir}",
         flush=True,
     )
-    box = write_mbox(workdir / "throughput.mbox", sizes.messages)
-    big = write_mbox(workdir / "memory.mbox", sizes.memory_messages)
-    new_people = write_mbox(workdir / "distinct.mbox", sizes.memory_messages, distinct=True)
-    print(
-        f"mailboxes: {box.messages} and {big.messages} varied corpus messages "
-        f"({box.unparseable} and {big.unparseable} of them not mail)",
-        flush=True,
+    started = time.perf_counter()
+    box = write_mbox(workdir / "throughput.mbox", sizes.messages, corpus=realistic_messages)
+    big = write_mbox(workdir / "memory.mbox", sizes.memory_messages, corpus=realistic_messages)
+    new_people = write_mbox(
+        workdir / "distinct.mbox", sizes.memory_messages, distinct=True, corpus=realistic_messages
     )
+    print(f"mailboxes written in {time.perf_counter() - started:.1f} s:", flush=True)
+    for mbox in (box, big):
+        print(f"  {mbox.describe()}", flush=True)
     baseline = import_baseline(workdir)  # also warms the bytecode caches for the runs below
     baseline = import_baseline(workdir)
     print(
@@ -625,6 +695,7 @@ def _bench(
         "-",
         f"{capacity:.0f} req/s",
         "-",
+        "-",
         f"b: {b.rate:.0f} msg/s",
         f"{capacity / max(b.rate, 1e-9):.1f}x",
         ">= 2000 req/s",
@@ -647,6 +718,7 @@ def _bench(
                 f"{seconds:.2f}",
                 "-",
                 f"{answered_here / seconds:.1f} runs/s",
+                "-",
                 "-",
                 f"ideal {concurrency / latency_s:.0f} runs/s",
                 f"{answered_here / seconds / (concurrency / latency_s):.3f}",
@@ -682,8 +754,8 @@ def _bench(
     print()
     print_table(rows)
     print(
-        "\nmsg/s and run s are triage's own (the backfill loop); wall s is the whole process, start-up "
-        "and migrations included."
+        "\nmsg/s and run s are triage's own (the backfill loop); wall s and whole msg/s are the whole "
+        "process: start-up, migrations, the run worker's spawn and shutdown included."
     )
     print(
         f"ideal = {concurrency} in flight / {latency_s * 1000:.0f} ms "

@@ -10,25 +10,35 @@
    run's own latency (a direct POST /runs/wait). Target: median within 200 ms of their sum.
 2. Idle cost: the daemon watching 10 mailboxes, its CPU time over a quiet window as a share of one
    core, beside an idle `python -c "import time; time.sleep(...)"` measured the same way. Target < 1 %.
+
+Outcomes are checked, not assumed: after the pick-up run every appended message has exactly one
+decision, `ok` after one attempt (and nothing else was decided), the stub received exactly one run
+per message, and the daemon exited 0 on SIGTERM; over the idle window nothing was decided and the
+stub received no run. The store's unique keys alone cannot show a message run twice: the stub's
+count can.
+
+Exit status: 0 when every outcome is as it should be (targets met or not), 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
 
 from tests.support.configs import write_config
 from tests.support.dovecot import DovecotServer
-from tests.support.run_server import run_server_process
-from tests.support.store_view import final_count
+from tests.support.run_server import RunServerProcess, run_server_process
+from tests.support.store_view import final_count, rows
 from tests.support.watchd import WatchProcess, wait_until, watchers_in_state
 
 
@@ -67,19 +77,62 @@ def run_latency_s(url: str, samples: int) -> float:
     return statistics.median(timings)
 
 
-def pickup_latencies(folder: Path, dovecot: DovecotServer, url: str, count: int) -> list[float]:
+def pickup_latencies(
+    folder: Path, dovecot: DovecotServer, stub: RunServerProcess, count: int
+) -> tuple[list[float], list[str]]:
+    """Each message's pick-up latency, and what went wrong with the outcomes (nothing, normally)."""
     db = folder / "triage.db"
-    write_config(folder, dovecot, url, watch={"heartbeat_s": 1}, timeout_s=10)
+    write_config(folder, dovecot, stub.url, watch={"heartbeat_s": 1}, timeout_s=10)
     latencies = []
+    runs_before = stub.stats()["runs"]
+    problems: list[str] = []
     with WatchProcess(folder) as daemon:
         daemon.wait_idle(db)
         for n in range(count):
             started = time.monotonic()
             dovecot.append([_message(n)])
-            wait_until(lambda n=n: final_count(db) >= n + 1, 30, f"decision {n}")
+            try:
+                wait_until(functools.partial(_decided, db, n + 1), 30, f"decision {n}")
+            except AssertionError as timeout:
+                problems.append(f"{timeout}; the daemon's log ends:\n{daemon.log[-3000:]}")
+                count = n + 1  # what was appended: the rest of the checks still apply to it
+                break
             latencies.append(time.monotonic() - started)
-        daemon.stop()
-    return latencies
+        exit_code = daemon.stop()
+    problems += decided_once(db, count)
+    if (runs := stub.stats()["runs"] - runs_before) != count:
+        problems.append(f"the stub received {runs} runs for {count} messages")
+    if exit_code != 0:
+        problems.append(f"the daemon exited {exit_code} on SIGTERM:\n{daemon.log[-2000:]}")
+    return latencies, problems
+
+
+def _decided(db: Path, count: int) -> bool:
+    """Whether `count` decisions are final: wait_until's condition, bound with functools.partial
+    (a lambda's default argument cannot be typed)."""
+    return final_count(db) >= count
+
+
+def decided_once(db: Path, count: int) -> list[str]:
+    """What is wrong with the store after `count` appended messages: each must have exactly one
+    decision, `ok` at the first attempt, and no other message may have been decided."""
+    found = rows(
+        db,
+        "SELECT m.message_id, d.status, d.attempts FROM messages m JOIN decisions d ON d.message_pk = m.id",
+    )
+    expected = {f"<bench-{n}@example.test>" for n in range(count)}
+    seen = Counter(str(message_id) for message_id, _, _ in found)
+    problems = [f"{message_id} decided {times} times" for message_id, times in seen.items() if times > 1]
+    if missing := expected - seen.keys():
+        problems.append(f"{len(missing)} messages never decided, e.g. {sorted(missing)[0]}")
+    if extra := seen.keys() - expected:
+        problems.append(f"{len(extra)} messages decided that were not appended, e.g. {sorted(extra)[0]}")
+    problems += [
+        f"{message_id}: {status} after {attempts} attempts"
+        for message_id, status, attempts in found
+        if status != "ok" or attempts != 1
+    ]
+    return problems
 
 
 def cpu_seconds(pid: int) -> float:
@@ -93,24 +146,33 @@ def idle_share(pid: int, window_s: float) -> float:
     return (cpu_seconds(pid) - before) / window_s
 
 
-def idle_cost(folder: Path, dovecot: DovecotServer, url: str, window_s: float) -> tuple[float, float]:
+def idle_cost(
+    folder: Path, dovecot: DovecotServer, stub: RunServerProcess, window_s: float
+) -> tuple[float, float, list[str]]:
+    """The daemon's and a sleeping interpreter's share of a core, and what went wrong (nothing, normally)."""
     boxes = [f"Box{n}" for n in range(10)]
     for box in boxes:
         dovecot.create_mailbox(box)
-    write_config(folder, dovecot, url, mailboxes=boxes, watch={"heartbeat_s": 5})  # the default
+    write_config(folder, dovecot, stub.url, mailboxes=boxes, watch={"heartbeat_s": 5})  # the default
     db = folder / "triage.db"
+    runs_before = stub.stats()["runs"]
     with WatchProcess(folder) as daemon:
         wait_until(lambda: watchers_in_state(db, "idle") == 10, 60, "ten idle watchers")
         time.sleep(2)  # let start-up work settle before the window opens
         share = idle_share(daemon.process.pid, window_s)
-        daemon.stop()
+        exit_code = daemon.stop()
+    problems = [f"{decided} decisions in empty mailboxes"] if (decided := final_count(db)) else []
+    if runs := stub.stats()["runs"] - runs_before:
+        problems.append(f"the stub received {runs} runs while every mailbox was empty")
+    if exit_code != 0:
+        problems.append(f"the idle daemon exited {exit_code} on SIGTERM:\n{daemon.log[-2000:]}")
     sleeper = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({window_s + 5})"])
     try:
         baseline = idle_share(sleeper.pid, window_s)
     finally:
         sleeper.kill()
         sleeper.wait()
-    return share, baseline
+    return share, baseline, problems
 
 
 def main() -> int:
@@ -121,13 +183,16 @@ def main() -> int:
     args = parser.parse_args()
     count, window_s = (10, 10.0) if args.quick else (50, 30.0)
     with run_server_process(0.1) as stub:  # answers each run after 100 ms
-        url = stub.url
         with DovecotServer.start() as dovecot, tempfile.TemporaryDirectory() as tmp:
             notify = notify_delay_s(dovecot, 10)
-            run = run_latency_s(url, 10)
-            latencies = pickup_latencies(Path(tmp), dovecot, url, count)
+            run = run_latency_s(stub.url, 10)
+            latencies, problems = pickup_latencies(Path(tmp), dovecot, stub, count)
         with DovecotServer.start() as dovecot, tempfile.TemporaryDirectory() as tmp:
-            share, baseline = idle_cost(Path(tmp), dovecot, url, window_s)
+            share, baseline, idle_problems = idle_cost(Path(tmp), dovecot, stub, window_s)
+    problems += idle_problems
+    if not latencies:
+        print("correctness FAILED:\n  " + "\n  ".join(problems))
+        return 1
     median = statistics.median(latencies)
     p95 = sorted(latencies)[max(0, round(0.95 * len(latencies)) - 1)]
     floor = notify + run
@@ -160,6 +225,13 @@ def main() -> int:
     print(f"{'measure':<24}{'value':>10}  {'baseline (same run)':<32}{'diff':>9}  {'target':<15}met")
     for name, value, base, diff, target, met in rows:
         print(f"{name:<24}{value:>10}  {base:<32}{diff:>9}  {target:<15}{'-' if met is None else met}")
+    if problems:
+        print("correctness FAILED:\n  " + "\n  ".join(problems))
+        return 1
+    print(
+        f"correctness: each of the {count} messages decided once, ok at the first attempt, "
+        f"{count} runs received; nothing decided or run while idle; both daemons exited 0"
+    )
     return 0
 
 

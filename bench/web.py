@@ -1,7 +1,7 @@
 """Web benchmark: `GET /?q=WORD` and `GET /stats` of `triage web` on a 1,000,000-decision log, beside
 `triage log -q WORD` and `triage stats` measured in the same run.
 
-    python bench/web.py                       # 1,000,000 decisions (about two minutes to generate)
+    python bench/web.py                       # 1,000,000 decisions (about 13 minutes to generate; 18.5 GB)
     python bench/web.py --rows 100000         # a smaller log
     python bench/web.py --keep /tmp/big.db    # keep (or reuse) the generated log
 
