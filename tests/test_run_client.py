@@ -106,3 +106,15 @@ def test_each_cut_of_the_runs_in_flight_is_logged(caplog: pytest.LogCaptureFixtu
             asyncio.run(go())
     cuts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rate limited (")]
     assert cuts == ['rate limited (http: HTTP 429: {"detail": "Too Many Requests"}): runs in flight 10 -> 7']
+
+
+@pytest.mark.parametrize("mode", ["wait", "background"])
+def test_a_slow_run_answered_after_heartbeats_is_one_run_read_whole(mode: str) -> None:
+    """The server writes a newline every 0.2 s while the run takes 1.2 s, as LangGraph does
+    every 5 s; the client reads through them to the state, and neither retries nor joins again."""
+    with FakeRunServer(["delay:1.2"], heartbeat_s=0.2) as server:
+        result, started = _run(_settings(server.url, timeout_s=5.0, mode=mode))
+        stats = server.stats()
+    assert result.attempts == 1 and started == [result.ref]
+    assert result.state["messages"][-1]["type"] == "ai"  # the final state, not a heartbeat
+    assert stats["runs"] == 1 and stats["joins"] == (1 if mode == "background" else 0)
