@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.postgres import committed_rows
-from tests.support.store_view import rows
 from triage.message import parse_email
 from triage.sources import RawMessage
 from triage.store import Claim, Claimed, Outcome, Store, mailboxes, processes, routing_log
@@ -162,8 +161,14 @@ def test_routing_is_carried_out_only_by_the_process_holding_it(two: tuple[Store,
 
 
 @pytest.mark.integration
-def test_processes_opening_a_fresh_store_together_migrate_it_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_processes_opening_a_fresh_store_together_migrate_it_once(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str
+) -> None:
+    """On SQLite under its write lock, on an empty PostgreSQL database under an advisory lock."""
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    if database == "postgresql":
+        url = request.getfixturevalue("postgres_url")
     opener = "import sys\nfrom triage.store import Store\nStore.open(sys.argv[1]).close()\n"
     started = [
         subprocess.Popen([sys.executable, "-c", opener, url], stderr=subprocess.PIPE, text=True)
@@ -171,4 +176,5 @@ def test_processes_opening_a_fresh_store_together_migrate_it_once(tmp_path: Path
     ]
     errors = [process.communicate(timeout=120)[1] for process in started]
     assert [process.returncode for process in started] == [0, 0, 0, 0], errors
-    assert rows(tmp_path / "fresh.db", "SELECT version_num FROM alembic_version") == [(SCHEMA_HEAD,)]
+    assert errors == ["", "", "", ""]  # no DuplicateTable, nor any other traceback
+    assert committed_rows(url, "SELECT version_num FROM alembic_version") == [(SCHEMA_HEAD,)]

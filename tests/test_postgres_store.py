@@ -1,5 +1,5 @@
-"""A PostgreSQL store end to end: a backfill and the log's commands on it, processes migrating one
-database together, and a URL's password kept out of every message.
+"""A PostgreSQL store end to end: a backfill and the log's commands on it, and a URL's password
+kept out of every message (processes migrating one database together: tests/test_claims.py).
 
 Each test has a fresh database of the session's private cluster (tests/support/postgres.py).
 """
@@ -7,8 +7,6 @@ Each test has a fresh database of the session's private cluster (tests/support/p
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,6 @@ from tests.support.postgres import PASSWORD, PostgresCluster, committed_rows
 from tests.support.run_server import FakeRunServer
 from triage.errors import TriageError
 from triage.store import Store
-from triage.store.engine import SCHEMA_HEAD
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_triage_env")]
 
@@ -87,18 +84,6 @@ def test_a_backfill_then_log_export_threads_stats_show_correct_replay_and_purge(
     )
     views = "SELECT (SELECT count(*) FROM decisions_view), (SELECT count(*) FROM threads_view)"
     assert committed_rows(postgres_url, views) == [(3, 2)]  # the corrected new task left its thread
-
-
-def test_processes_opening_an_empty_database_together_migrate_it_once(postgres_url: str) -> None:
-    opener = "import sys\nfrom triage.store import Store\nStore.open(sys.argv[1]).close()\n"
-    started = [
-        subprocess.Popen([sys.executable, "-c", opener, postgres_url], stderr=subprocess.PIPE, text=True)
-        for _ in range(4)
-    ]
-    errors = [process.communicate(timeout=120)[1] for process in started]
-    assert [process.returncode for process in started] == [0, 0, 0, 0], errors
-    assert errors == ["", "", "", ""]  # no DuplicateTable, nor any other traceback
-    assert committed_rows(postgres_url, "SELECT version_num FROM alembic_version") == [(SCHEMA_HEAD,)]
 
 
 def test_a_wrong_password_is_reported_without_the_password(postgres: PostgresCluster) -> None:

@@ -17,10 +17,10 @@ import re
 # within the first few hundred lines of any reply, and a body of 50,000 lines would take seconds.
 _SCAN_LINES = 400
 _SCAN_CHARS = 40_000
-# Forward prefixes of the Subject in the languages mail clients write them (Fwd:, FW:, WG:, TR:,
-# RV:, Doorst:, ENC:), after any list tag; "Re: Fwd:" is a reply, whose history the thread has seen.
 # The signature delimiter of RFC 3676 (4.3), also as clients that trim trailing spaces write it.
 _SIGNATURE_DELIMITER = re.compile(r"^-- ?$", re.M)
+# Forward prefixes of the Subject in the languages mail clients write them (Fwd:, FW:, WG:, TR:,
+# RV:, Doorst:, ENC:), after any list tag; "Re: Fwd:" is a reply, whose history the thread has seen.
 _FORWARD_SUBJECT = re.compile(r"^\s*(?:\[[^\]]{1,40}\]\s*)?(?:fwd?|wg|tr|rv|doorst|enc)\s*:", re.I)
 
 

@@ -362,7 +362,7 @@ def _login(client: IMAPClient, settings: ImapSettings) -> None:
             client.oauth2_login(settings.username, token)
         else:
             client.login(settings.username, _password(settings))
-    except (LoginError, IMAPClientError, OSError) as exc:
+    except (IMAPClientError, OSError) as exc:  # LoginError is an IMAPClientError
         text = _text(exc)
         if _at_connection_limit(text):
             raise ConnectionLimited(f"IMAP login refused for {where}: {text}") from None
