@@ -19,7 +19,7 @@ from tests.support.run_server import FakeRunServer
 from tests.support.store_view import outcomes, rows
 from triage import __version__
 from triage.message import Email, parse_email
-from triage.sources.imap import first_text_part, stand_in
+from triage.sources.large_messages import first_text_part, stand_in
 
 MB = 1024 * 1024
 BASE64_LINE = b"QUFBQUFB" * 9 + b"QUFB\r\n"

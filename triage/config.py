@@ -46,6 +46,10 @@ class ImapSettings(Section):
     fetch_batch: int = Field(default=100, ge=1, le=5000)
     timeout_s: float = Field(default=30.0, gt=0)
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024)
+    # The most connections `triage watch` opens to this account, whatever the number of mailboxes:
+    # servers cap them per user (Dovecot 10 per user and IP, Gmail 15), and the user's own clients
+    # need some too.
+    max_connections: int = Field(default=3, ge=1, le=100)
     allow_insecure: bool = False
 
     @model_validator(mode="after")

@@ -1,10 +1,11 @@
-"""One watched mailbox: its IMAP connection, catch-up, IDLE or polling, and reconnects.
+"""One watched mailbox: its catch-up, retries and status, whichever connection serves it.
 
-Each MailboxWatcher runs on a thread of its own (imapclient blocks) and asks the daemon's asyncio
-loop to triage what it fetched, through a LoopBridge. Per mailbox the store keeps a watermark: the
-highest UID below which every message has a row. A watcher looks for UIDs above it, triages them in
-ascending batches, and raises the watermark only once a whole batch is recorded. Failed runs keep
-their rows (status `error`) and are tried again with backoff.
+A MailboxWatcher runs on the thread of the connection serving it (triage.watch_links; imapclient
+blocks) and asks the daemon's asyncio loop to triage what it fetched, through a LoopBridge. Per
+mailbox the store keeps a watermark: the highest UID below which every message has a row. A watcher
+looks for UIDs above it, triages them in ascending batches, and raises the watermark only once a
+whole batch is recorded. Failed runs keep their rows (status `error`) and are tried again with
+backoff.
 """
 
 from __future__ import annotations
@@ -14,21 +15,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from imapclient.exceptions import IMAPClientError
-from sqlalchemy.exc import SQLAlchemyError
-
 from triage.clock import backoff_s, utc_now
 from triage.config import ImapSettings, Settings
-from triage.errors import ConnectFailed, ConnectionLimited, CredentialsRefused, LoginFailed, TriageError
+from triage.errors import CredentialsRefused
 from triage.pipeline import Pipeline, Triaged
 from triage.run_replies import refused_credentials
 from triage.sources import RawMessage
 from triage.sources.imap import ImapSource
-from triage.store import Store, mailboxes, store_failed
+from triage.store import Store, mailboxes
 from triage.store.routing_log import RoutingJob
 
 if TYPE_CHECKING:  # prometheus_client is there only with the `metrics` extra
@@ -36,9 +33,6 @@ if TYPE_CHECKING:  # prometheus_client is there only with the `metrics` extra
 
 log = logging.getLogger("triage.watch")
 
-# Every sign of a dead or hung link: reconnect.
-LINK_ERRORS = (ConnectFailed, IMAPClientError, OSError)
-_RECONNECT_BASE_S = 1.0
 _RETRY_BASE_S = 5.0
 
 
@@ -70,6 +64,10 @@ class RetrySchedule:
     def succeeded(self, uid: int) -> None:
         self.failures.pop(uid, None)
         self.due.pop(uid, None)
+
+    def keep_only(self, uids: set[int] | list[int]) -> None:
+        for uid in [uid for uid in self.due if uid not in uids]:
+            self.succeeded(uid)
 
     def is_due(self, uid: int) -> bool:
         return self.due.get(uid, 0.0) <= time.monotonic()
@@ -146,11 +144,9 @@ class LoopBridge:
 
 
 class MailboxWatcher:
-    """Connect, catch up, IDLE (or poll), triage; reconnect on any sign of a dead link."""
+    """One mailbox's catch-up, retries and status; the connections that serve it are its links'."""
 
-    def __init__(
-        self, settings: Settings, target: Target, store: Store, bridge: LoopBridge, stop: threading.Event
-    ) -> None:
+    def __init__(self, settings: Settings, target: Target, store: Store, bridge: LoopBridge) -> None:
         self.settings = settings
         self.imap = target.imap
         self.mailbox = target.mailbox
@@ -158,107 +154,49 @@ class MailboxWatcher:
         self.label = target.label
         self.store = store
         self.bridge = bridge
-        self.stop = stop
         self.retries = RetrySchedule(settings.watch.retry_backoff_cap_s)
         # What `triage status` shows, written with each heartbeat. `failures` counts the link's
         # failed connections, or the runs that failed in a row, whichever is happening now.
         self.status: dict[str, Any] = {"state": "starting", "connected": False, "backlog": 0, "failures": 0}
-        self.fatal: TriageError | None = None
-        self._ever_connected = False
-        self._link_failures = 0
         self.reconnects = 0  # connections made again after one was lost (for the metrics)
+        # (UIDVALIDITY, UIDNEXT) when a shared connection last caught up: unchanged, nothing is new.
+        self.seen: tuple[int, int] | None = None
 
-    def run(self) -> None:
-        """Thread body: sessions until stopped; a refused login before any success is fatal."""
-        while not self.stop.is_set():
-            try:
-                self._session()
-                return
-            except LoginFailed as exc:
-                if not self._ever_connected:
-                    self.fatal = exc
-                    self.stop.set()
-                    return
-                self._lost(str(exc))
-            except ConnectionLimited as exc:  # other watchers hold the connections the server allows
-                self._lost(str(exc), "the server allows this account no more connections")
-            except LINK_ERRORS as exc:
-                self._lost(_describe(exc))
-            except CancelledError:
-                return
-            except SQLAlchemyError as exc:
-                self.fatal = store_failed(exc)
-                self.stop.set()
-                return
-            except Exception:
-                log.exception("%s: watcher failed", self.label)
-                self.fatal = TriageError(f"the watcher of {self.label!r} failed (traceback logged above)")
-                self.stop.set()
-                return
-
-    def _lost(self, reason: str, what: str = "connection lost") -> None:
-        """Log the change of state once, not once per retry, and wait before reconnecting."""
-        if self._link_failures == 0:
-            log.warning("%s: %s (%s); reconnecting", self.label, what, reason)
-        self._link_failures += 1
-        failures = self._link_failures
-        self._set(
-            state="reconnecting", connected=False, failures=failures, last_error=reason, idle_since=None
-        )
-        self.stop.wait(backoff_s(failures, _RECONNECT_BASE_S, self.settings.watch.reconnect_backoff_cap_s))
-
-    def _set(self, **status: Any) -> None:
+    def set(self, **status: Any) -> None:
         self.status.update(status)
 
-    def _session(self) -> None:
-        writable = self.settings.has_mailbox_actions and not self.bridge.pipeline.dry_run
-        source = ImapSource(self.imap, writable=writable)
-        try:
-            uidvalidity = source.select(self.mailbox)
-            start_uid = source.highest_uid()
-            previous = mailboxes.note(
-                self.store, self.account, self.mailbox, uidvalidity, start_uid=start_uid
+    def open(self, source: ImapSource) -> int:
+        """Select the mailbox and note its UIDVALIDITY; return it."""
+        uidvalidity = source.select(self.mailbox)
+        start_uid = source.highest_uid()
+        previous = mailboxes.note(self.store, self.account, self.mailbox, uidvalidity, start_uid=start_uid)
+        if previous is None and start_uid:
+            log.info("%s: first watch; mail up to UID %d is left to `triage backfill`", self.label, start_uid)
+        elif previous is not None and previous != uidvalidity:
+            log.warning(
+                "%s: UIDVALIDITY changed from %s to %s; mail decided before is recognised by "
+                "Message-ID, date and size and not triaged again",
+                self.label,
+                previous,
+                uidvalidity,
             )
-            if previous is None and start_uid:
-                log.info(
-                    "%s: first watch; mail up to UID %d is left to `triage backfill`", self.label, start_uid
-                )
-            elif previous is not None and previous != uidvalidity:
-                log.warning(
-                    "%s: UIDVALIDITY changed from %s to %s; mail decided before is recognised by "
-                    "Message-ID, date and size and not triaged again",
-                    self.label,
-                    previous,
-                    uidvalidity,
-                )
-            use_idle = self.settings.watch.mode == "idle" or (
-                self.settings.watch.mode == "auto" and source.supports_idle
-            )
-            if self._ever_connected and self._link_failures:
-                self.reconnects += 1
-                log.info("%s: reconnected after %d attempts", self.label, self._link_failures)
-            elif not self._ever_connected:
-                log.info("%s: watching (%s)", self.label, "IDLE" if use_idle else "polling")
-            self._ever_connected = True
-            self._link_failures = 0
-            self._set(state="catching-up", connected=True, failures=0, last_error=None)
-            while not self.stop.is_set():
-                self._catch_up(source, uidvalidity)
-                if self.stop.is_set():
-                    break
-                self._wait(source, use_idle)
-        finally:
-            source.close()
+        return uidvalidity
 
-    def _catch_up(self, source: ImapSource, uidvalidity: int) -> None:
+    def catch_up(self, source: ImapSource, uidvalidity: int, stop: threading.Event) -> None:
         """Triage every UID above the watermark, and every failed one whose retry is due."""
+        self.set(state="catching-up", idle_since=None)
+        self._catch_up(source, uidvalidity, stop)
+        self.set(state="idle", idle_since=utc_now())
+
+    def _catch_up(self, source: ImapSource, uidvalidity: int, stop: threading.Event) -> None:
         watermark = mailboxes.watermark(self.store, self.account, self.mailbox)
         fresh = source.uids_above(watermark)
         decided = mailboxes.decided_uids(self.store, self.account, self.mailbox, uidvalidity, above=watermark)
         unfinished = mailboxes.unfinished_uids(self.store, self.account, self.mailbox, uidvalidity)
+        self.retries.keep_only(unfinished)  # decided meanwhile (by another process): nothing to retry
         due = {uid for uid in unfinished if self.retries.is_due(uid)}
         todo = sorted({uid for uid in fresh if uid not in decided} | due)
-        self._set(
+        self.set(
             backlog=len(todo) + len(unfinished) - len(due),
             last_seen_uid=max(fresh, default=watermark) or None,
         )
@@ -266,7 +204,7 @@ class MailboxWatcher:
             self.bridge.pipeline.apply_mailbox_actions(source, job)
         batch_size = self.imap.fetch_batch
         for start in range(0, len(todo), batch_size):
-            if self.stop.is_set():
+            if stop.is_set():
                 return
             batch = todo[start : start + batch_size]
             results = self.bridge.triage_batch(list(source.fetch(batch)), self._note)
@@ -280,17 +218,17 @@ class MailboxWatcher:
                 mailboxes.advance_watermark(
                     self.store, self.account, self.mailbox, uidvalidity, highest_fresh
                 )
-        self._set(backlog=len(mailboxes.unfinished_uids(self.store, self.account, self.mailbox, uidvalidity)))
+        self.set(backlog=len(mailboxes.unfinished_uids(self.store, self.account, self.mailbox, uidvalidity)))
 
     def _note(self, result: Triaged) -> None:
         """One message done (called on the loop's thread): the log line, and status at once."""
-        self._set(backlog=max(self.status["backlog"] - 1, 0))
+        self.set(backlog=max(self.status["backlog"] - 1, 0))
         if result.outcome is None:
             return
         outcome, uid = result.outcome, result.raw.uid
         if outcome.status == "error":
             self.retries.failed(uid)
-            self._set(
+            self.set(
                 failures=self.status["failures"] + 1,
                 last_error=f"run failed: {outcome.error_kind}: {outcome.error_text}",
             )
@@ -303,34 +241,10 @@ class MailboxWatcher:
             )
         else:
             self.retries.succeeded(uid)
-            self._set(failures=0, last_error=None)
+            self.set(failures=0, last_error=None)
             verdict = outcome.decision if outcome.status == "ok" else outcome.status
             how = " (carried over)" if result.carried_over else ""
             log.info("%s uid %d: %s%s - %s", self.label, uid, verdict, how, result.subject or "(no subject)")
             if result.planned:
                 log.info("%s uid %d: dry run, would: %s", self.label, uid, "; ".join(result.planned))
-        self._set(last_decision_at=utc_now())
-
-    def _wait(self, source: ImapSource, use_idle: bool) -> None:
-        """Until new mail, a retry falling due, or a stop request."""
-        retry_in = self.retries.next_due_in()
-        self._set(state="idle", idle_since=utc_now())
-        if use_idle:
-            renew = (
-                self.settings.watch.idle_renew_s
-                if retry_in is None
-                else min(retry_in, self.settings.watch.idle_renew_s)
-            )
-            source.idle_until_change(max(renew, 0.1), self.stop.is_set)
-        else:
-            interval = self.settings.watch.poll_interval_s
-            self.stop.wait(interval if retry_in is None else min(retry_in, interval))
-            source.noop()
-        self._set(state="catching-up", idle_since=None)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "the server stopped answering (socket timeout)"
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        self.set(last_decision_at=utc_now())

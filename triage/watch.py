@@ -1,9 +1,10 @@
 """`triage watch`: a daemon that never misses a message and never triages one twice.
 
-One MailboxWatcher per watched mailbox (triage.mailbox_watcher), each on its own thread; runs
-happen on the asyncio loop of the main thread, bounded by `langgraph.max_concurrency` across all
-mailboxes. The daemon holds each mailbox's lease, registers its process (so its claims live as long
-as it does), writes heartbeats, applies the retention, and stops gracefully.
+One MailboxWatcher per watched mailbox (triage.mailbox_watcher); the connections that serve them
+run on threads, at most `imap.max_connections` per account (triage.account_watch); runs happen on
+the asyncio loop of the main thread, bounded by `langgraph.max_concurrency` across all mailboxes.
+The daemon holds each mailbox's lease, registers its process (so its claims live as long as it
+does), writes heartbeats, applies the retention, and stops gracefully.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from triage.account_watch import AccountWatch
 from triage.clock import utc_now
 from triage.config import Settings
-from triage.errors import ConfigError, MailboxTaken, StoreFailed
+from triage.errors import ConfigError, MailboxTaken, StoreError
 from triage.mailbox_watcher import LoopBridge, MailboxWatcher, Target
 from triage.pipeline import Pipeline, Triaged
 from triage.prompt import PromptRenderer
@@ -82,7 +84,7 @@ class Daemon:
         self.metrics = _metrics(settings)  # before anything starts: a missing library is a config error
         self.stop = threading.Event()
         self._inflight: set[asyncio.Task[Triaged | None]] = set()
-        self._store_fatal: StoreFailed | None = None
+        self._store_fatal: StoreError | None = None
 
     def run(self) -> int:
         return asyncio.run(self._main())
@@ -128,18 +130,19 @@ class Daemon:
             await pipeline.release_leftover_runs()
             semaphore = asyncio.Semaphore(self.settings.langgraph.max_concurrency)
             bridge = LoopBridge(loop, pipeline, semaphore, self.stop, self._inflight, self.metrics)
-            watchers = [MailboxWatcher(self.settings, t, store, bridge, self.stop) for t in self.targets]
+            watchers = [MailboxWatcher(self.settings, t, store, bridge) for t in self.targets]
             self._watchers = watchers
+            accounts = self._accounts(watchers)
             threads = [
-                threading.Thread(target=w.run, name=f"watch {w.account} {w.mailbox}", daemon=True)
-                for w in watchers
+                threading.Thread(target=account.run, name=f"watch {account.label}", daemon=True)
+                for account in accounts
             ]
             for thread in threads:
                 thread.start()
             await self._until_stopped(store, watchers)
             await self._drain()
-            for thread, target in zip(threads, self.targets, strict=True):
-                await asyncio.to_thread(thread.join, target.imap.timeout_s)
+            for thread, account in zip(threads, accounts, strict=True):
+                await asyncio.to_thread(thread.join, account.imap.timeout_s)
             for watcher in watchers:
                 _if_writable(
                     leases.heartbeat,
@@ -152,12 +155,23 @@ class Daemon:
             fatal = (
                 self._store_fatal
                 or bridge.fatal
-                or next((w.fatal for w in watchers if w.fatal is not None), None)
+                or next((a.fatal for a in accounts if a.fatal is not None), None)
             )
             if fatal is not None:
                 raise fatal
         log.info("stopped")
         return 0
+
+    def _accounts(self, watchers: list[MailboxWatcher]) -> list[AccountWatch]:
+        """The watchers grouped by account, each account with its own connection budget."""
+        by_account: dict[str, list[MailboxWatcher]] = {}
+        for watcher in watchers:
+            by_account.setdefault(watcher.account, []).append(watcher)
+        writable = self.settings.has_mailbox_actions and not self.dry_run
+        return [
+            AccountWatch(self.settings, group[0].imap, group, self.stop, writable=writable)
+            for group in by_account.values()
+        ]
 
     @contextlib.contextmanager
     def _metrics_served(self, store: Store) -> Iterator[None]:
@@ -213,7 +227,7 @@ class Daemon:
                     self.stop.set()
                     break
                 if not alive:
-                    watcher.fatal = MailboxTaken(
+                    self._store_fatal = self._store_fatal or MailboxTaken(
                         f"lost the lease on mailbox {watcher.mailbox!r} to another daemon"
                     )
                     self.stop.set()

@@ -69,7 +69,16 @@ service anvil {
     mode = 0
   }
 }
+$limits
 """)
+
+# Dovecot 2.3's capabilities after login, less NOTIFY: a server without it, for a test.
+CAPABILITIES_WITHOUT_NOTIFY = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS "
+    "THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS "
+    "LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH "
+    "LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+"
+)
 
 # With `oauth2_url`: XOAUTH2 and OAUTHBEARER logins are checked by Dovecot's oauth2 passdb, which
 # POSTs the token to that introspection endpoint (RFC 7662) and takes the user it names; passwords
@@ -140,11 +149,19 @@ class DovecotServer:
 
     @classmethod
     def start(
-        cls, *, tls: bool = False, oauth2_url: str | None = None, timeout: float = 10.0
+        cls,
+        *,
+        tls: bool = False,
+        oauth2_url: str | None = None,
+        max_connections: int | None = None,
+        notify: bool = True,
+        timeout: float = 10.0,
     ) -> DovecotServer:
         """Write a config into a fresh folder, start Dovecot and wait for its greeting(s).
 
-        `oauth2_url` offers XOAUTH2 and OAUTHBEARER, checked by that token introspection URL."""
+        `oauth2_url` offers XOAUTH2 and OAUTHBEARER, checked by that token introspection URL.
+        `max_connections` replaces Dovecot's limit per user and address (10); `notify=False` takes
+        NOTIFY off the capabilities it offers."""
         root = Path(tempfile.mkdtemp(prefix="dovecot-", dir="/tmp"))
         server = cls(root, _free_port(), _free_port() if tls else None, None)
         atexit.register(server.close)  # Dovecot would outlive a test run that forgets close()
@@ -164,7 +181,10 @@ class DovecotServer:
                     "plain login xoauth2 oauthbearer",
                     Template(OAUTH2_PASSDB).substitute(root=root),
                 )
+            limits = [f"mail_max_userip_connections = {max_connections}"] if max_connections else []
+            limits += [] if notify else [f"imap_capability = {CAPABILITIES_WITHOUT_NOTIFY}"]
             conf = dict(
+                limits="protocol imap {\n" + "\n".join(limits) + "\n}" if limits else "",
                 root=root,
                 port=server.port,
                 tls_port=server.tls_port or 0,

@@ -7,7 +7,6 @@ import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -27,13 +26,13 @@ from triage.errors import (
 )
 from triage.hosts import is_loopback_host
 from triage.sources import RawMessage
+from triage.sources.imap_notify import NotifyingClient, mailboxes_named
+from triage.sources.large_messages import first_text_part, stand_in
 
 log = logging.getLogger("triage.imap")
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
 # Gmail's thread id: where offered, it proves which thread a message belongs to.
 GMAIL_THREAD = b"X-GM-THRID"
-# Replaced in a partially fetched message by those of the text part that stands in for its body.
-_MIME_HEADERS = (b"content-type", b"content-transfer-encoding")
 _COMMAND_TIMEOUT_S = 60
 # How servers word a login refused because the account holds too many connections.
 _LIMIT_SIGNS = ("[limit]", "too many connections", "maximum number of connections")
@@ -162,8 +161,35 @@ class ImapSource:
     def supports_idle(self) -> bool:
         return bool(self._client.has_capability("IDLE"))
 
+    @property
+    def supports_notify(self) -> bool:
+        return bool(self._client.has_capability("NOTIFY"))
+
+    def status(self, mailbox: str) -> tuple[int, int]:
+        """A mailbox's (UIDVALIDITY, UIDNEXT), without selecting it: whether it has news."""
+        try:
+            info = self._client.folder_status(mailbox, [b"UIDVALIDITY", b"UIDNEXT"])
+        except IMAPClientError as exc:
+            raise MailboxUnavailable(f"cannot open mailbox {mailbox!r}: {_text(exc)}") from None
+        return int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"])
+
     def idle_until_change(self, renew_s: float, stopping: Callable[[], bool]) -> bool:
-        """IDLE for up to `renew_s`; True when the server reported new mail.
+        """IDLE on the selected mailbox for up to `renew_s`; True when the server reported new mail."""
+        return _reports_news(self._idle(renew_s, stopping, _reports_news))
+
+    def listen(self, mailboxes: list[str]) -> None:
+        """Hear of new mail in these mailboxes from now on (NOTIFY); see `wait_for_news`."""
+        self._client.notify_set(mailboxes)
+
+    def wait_for_news(self, renew_s: float, stopping: Callable[[], bool]) -> set[str]:
+        """IDLE for up to `renew_s`; the mailboxes (of those `listen` named) that had news."""
+        return mailboxes_named(self._idle(renew_s, stopping, lambda said: bool(mailboxes_named(said))))
+
+    def _idle(
+        self, renew_s: float, stopping: Callable[[], bool], is_news: Callable[[list[Any]], bool]
+    ) -> list[Any]:
+        """IDLE until the server says something `is_news`, `renew_s` passes or `stopping()`; what
+        it said.
 
         News already waiting is asked for with NOOP first: a server sends it right behind IDLE's
         continuation, in the same read, where it sits in imaplib's buffer and polling the socket
@@ -173,20 +199,20 @@ class ImapSource:
         reply, so a hung server is noticed there, through the socket timeout.
         """
         _, waiting = self._client.noop()
-        if _reports_news(waiting):
-            return True
+        if is_news(waiting):
+            return list(waiting)
         self._client.idle()
         deadline = time.monotonic() + renew_s
-        changed = False
-        while not changed and not stopping() and (left := deadline - time.monotonic()) > 0:
+        said: list[Any] = []
+        while not is_news(said) and not stopping() and (left := deadline - time.monotonic()) > 0:
             slice_s = min(_IDLE_SLICE_S, left)
             started = time.monotonic()
             responses = self._client.idle_check(timeout=slice_s)
             if not responses and time.monotonic() - started < slice_s * 0.5:
                 break  # EOF: idle_done() below raises
-            changed = _reports_news(responses)
+            said += responses
         _, last = self._client.idle_done()
-        return changed or _reports_news(last)
+        return said + list(last)
 
     def apply_actions(self, uid: int, actions: ActionSettings) -> list[str]:
         """Flags, Gmail labels, seen, then a move (MOVE, else COPY + \\Deleted + UID EXPUNGE)."""
@@ -243,62 +269,6 @@ def _gmail_thread_id(value: Any) -> int | None:
     return int(value) if isinstance(value, bytes) and value.isdigit() else None
 
 
-@dataclass(frozen=True, slots=True)
-class TextPart:
-    """Where the first text part of a message is (an IMAP section number) and how it is encoded."""
-
-    section: str
-    content_type: str
-    charset: str
-    encoding: str
-
-
-def first_text_part(structure: Any, prefix: str = "") -> TextPart | None:
-    """The first text/plain part of a BODYSTRUCTURE, else the first text/html; attached mail is
-    not entered."""
-    found = list(_text_parts(structure, prefix))
-    plain = [part for part in found if part.content_type == "text/plain"]
-    return plain[0] if plain else found[0] if found else None
-
-
-def _text_parts(structure: Any, prefix: str) -> Iterator[TextPart]:
-    if isinstance(structure[0], list):
-        for number, sub in enumerate(structure[0], 1):
-            yield from _text_parts(sub, f"{prefix}{number}.")
-        return
-    kind = f"{_atom(structure[0])}/{_atom(structure[1])}".lower()
-    if kind in ("text/plain", "text/html"):
-        params = [_atom(value) for value in structure[2] or ()]
-        named = dict(zip((key.lower() for key in params[::2]), params[1::2], strict=False))
-        charset = named.get("charset", "")
-        yield TextPart(prefix.rstrip(".") or "1", kind, charset, _atom(structure[5]).lower() or "7bit")
-
-
-def _atom(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("ascii", "replace")
-    return "" if value is None else str(value)
-
-
-def stand_in(header: bytes, part: TextPart | None, text: bytes) -> bytes:
-    """A small message standing in for a large one: its headers, and its first text part as body."""
-    lines: list[bytes] = []
-    skipping = False
-    for line in header.rstrip(b"\r\n").split(b"\r\n"):
-        if line[:1] in (b" ", b"\t"):  # a folded continuation of the header before
-            if not skipping:
-                lines.append(line)
-            continue
-        skipping = line.split(b":", 1)[0].strip().lower() in _MIME_HEADERS
-        if not skipping:
-            lines.append(line)
-    if part is not None:
-        charset = f'; charset="{part.charset}"' if part.charset else ""
-        lines.append(f"Content-Type: {part.content_type}{charset}".encode())
-        lines.append(f"Content-Transfer-Encoding: {part.encoding}".encode())
-    return b"\r\n".join(lines) + b"\r\n\r\n" + text
-
-
 def check_transport(settings: ImapSettings) -> None:
     """Refuse, before connecting, to log in without TLS to a host that is not this machine."""
     if settings.tls == "none" and not is_loopback_host(settings.host) and not settings.allow_insecure:
@@ -308,12 +278,12 @@ def check_transport(settings: ImapSettings) -> None:
         )
 
 
-def _connect(settings: ImapSettings) -> IMAPClient:
+def _connect(settings: ImapSettings) -> NotifyingClient:
     check_transport(settings)
     where = f"{settings.host}:{settings.effective_port}"
     context = _ssl_context(settings) if settings.tls != "none" else None
     try:
-        client = IMAPClient(
+        client = NotifyingClient(
             settings.host,
             port=settings.effective_port,
             ssl=settings.tls == "implicit",

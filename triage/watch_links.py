@@ -1,0 +1,239 @@
+"""The daemon's IMAP connections to one account, each on a thread of its own (imapclient blocks).
+
+A MailboxLink is a mailbox's own connection: catch up, IDLE (or poll), again. A SharedLink serves
+in turn the mailboxes that have no connection of their own (triage.shared_mailboxes), looking with
+STATUS whether one has news before selecting it. A NotifyLink only listens: NOTIFY tells it which
+of those mailboxes changed. Every link reconnects on any sign of a dead link, with backoff; a login
+refused before any success ends the daemon (no retry mends a wrong password).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import CancelledError
+
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy.exc import SQLAlchemyError
+
+from triage.clock import backoff_s
+from triage.config import ImapSettings, Settings
+from triage.errors import ConnectFailed, ConnectionLimited, LoginFailed, TriageError
+from triage.mailbox_watcher import MailboxWatcher
+from triage.shared_mailboxes import SharedMailboxes
+from triage.sources.imap import ImapSource
+from triage.store import store_failed
+
+log = logging.getLogger("triage.watch")
+
+# Every sign of a dead or hung link: reconnect.
+LINK_ERRORS = (ConnectFailed, IMAPClientError, OSError)
+_RECONNECT_BASE_S = 1.0
+
+
+class Link:
+    """One connection: log in, `serve`, and reconnect with backoff when the link dies."""
+
+    def __init__(self, label: str, settings: Settings, imap: ImapSettings, stop: threading.Event) -> None:
+        self.label = label
+        self.settings = settings
+        self.imap = imap
+        self.stop = stop
+        self.writable = False  # EXAMINE unless mailbox actions change flags or move mail
+        self.fatal: TriageError | None = None
+        self._ever_connected = False
+        self._failures = 0
+
+    def serve(self, source: ImapSource) -> None:
+        """What the connection does once logged in, until a stop request (or it is done)."""
+        raise NotImplementedError
+
+    def up(self, reconnected: bool) -> None:
+        """The connection is logged in (again)."""
+
+    def down(self, reason: str, failures: int) -> None:
+        """The connection is lost, `failures` times in a row."""
+
+    def run(self) -> None:
+        """Thread body: sessions until stopped; a refused login before any success is fatal."""
+        while not self.stop.is_set():
+            try:
+                self._session()
+                return
+            except LoginFailed as exc:
+                if not self._ever_connected:
+                    self._fail(exc)
+                    return
+                self._lost(str(exc))
+            except ConnectionLimited as exc:  # the account's other clients hold what the server allows
+                self._lost(str(exc), "the server allows this account no more connections")
+            except LINK_ERRORS as exc:
+                self._lost(_describe(exc))
+            except CancelledError:
+                return
+            except SQLAlchemyError as exc:
+                self._fail(store_failed(exc))
+                return
+            except Exception:
+                log.exception("%s: watcher failed", self.label)
+                self._fail(TriageError(f"the watcher of {self.label!r} failed (traceback logged above)"))
+                return
+
+    def _session(self) -> None:
+        source = ImapSource(self.imap, writable=self.writable)
+        try:
+            reconnected = self._ever_connected and self._failures > 0
+            if reconnected:
+                log.info("%s: reconnected after %d attempts", self.label, self._failures)
+            self._ever_connected = True
+            self._failures = 0
+            self.up(reconnected)
+            self.serve(source)
+        finally:
+            source.close()
+
+    def _fail(self, error: TriageError) -> None:
+        self.fatal = error
+        self.stop.set()
+
+    def _lost(self, reason: str, what: str = "connection lost") -> None:
+        """Log the change of state once, not once per retry, and wait before reconnecting."""
+        if self._failures == 0:
+            log.warning("%s: %s (%s); reconnecting", self.label, what, reason)
+        self._failures += 1
+        self.down(reason, self._failures)
+        self.stop.wait(
+            backoff_s(self._failures, _RECONNECT_BASE_S, self.settings.watch.reconnect_backoff_cap_s)
+        )
+
+
+class MailboxLink(Link):
+    """A mailbox's own connection: catch up, then IDLE (or poll) until news, a retry or a stop."""
+
+    def __init__(self, watcher: MailboxWatcher, stop: threading.Event, *, writable: bool) -> None:
+        super().__init__(watcher.label, watcher.settings, watcher.imap, stop)
+        self.watcher = watcher
+        self.writable = writable
+        self._announced = False
+
+    def up(self, reconnected: bool) -> None:
+        if reconnected:
+            self.watcher.reconnects += 1
+        self.watcher.set(state="catching-up", connected=True, failures=0, last_error=None)
+
+    def down(self, reason: str, failures: int) -> None:
+        self.watcher.set(
+            state="reconnecting", connected=False, failures=failures, last_error=reason, idle_since=None
+        )
+
+    def serve(self, source: ImapSource) -> None:
+        watch = self.settings.watch
+        uidvalidity = self.watcher.open(source)
+        use_idle = watch.mode == "idle" or (watch.mode == "auto" and source.supports_idle)
+        if not self._announced:
+            log.info("%s: watching (%s)", self.label, "IDLE" if use_idle else "polling")
+            self._announced = True
+        while not self.stop.is_set():
+            self.watcher.catch_up(source, uidvalidity, self.stop)
+            if self.stop.is_set():
+                break
+            retry_in = self.watcher.retries.next_due_in()
+            if use_idle:
+                renew = watch.idle_renew_s if retry_in is None else min(retry_in, watch.idle_renew_s)
+                source.idle_until_change(max(renew, 0.1), self.stop.is_set)
+            else:
+                self.stop.wait(
+                    watch.poll_interval_s if retry_in is None else min(retry_in, watch.poll_interval_s)
+                )
+                source.noop()
+
+
+class SharedLink(Link):
+    """A connection serving, in turn, whichever shared mailbox needs a look."""
+
+    def __init__(
+        self,
+        label: str,
+        shared: SharedMailboxes,
+        settings: Settings,
+        imap: ImapSettings,
+        stop: threading.Event,
+        *,
+        writable: bool,
+    ) -> None:
+        super().__init__(label, settings, imap, stop)
+        self.shared = shared
+        self.writable = writable
+
+    def up(self, reconnected: bool) -> None:
+        self.shared.link_up(self)
+
+    def down(self, reason: str, failures: int) -> None:
+        self.shared.link_down(
+            self, state="reconnecting", connected=False, failures=failures, last_error=reason, idle_since=None
+        )
+
+    def serve(self, source: ImapSource) -> None:
+        while (watcher := self.shared.take(self.stop)) is not None:
+            finished = False
+            try:
+                self._look(source, watcher)
+                finished = not self.stop.is_set()
+            finally:
+                self.shared.done(watcher, again=not finished)
+
+    def _look(self, source: ImapSource, watcher: MailboxWatcher) -> None:
+        """Catch up on a mailbox where STATUS shows news since the last look (or a retry is due)."""
+        now = source.status(watcher.mailbox)
+        retry_in = watcher.retries.next_due_in()
+        if now == watcher.seen and (retry_in is None or retry_in > 0):
+            return
+        uidvalidity = watcher.open(source)
+        watcher.catch_up(source, uidvalidity, self.stop)
+        watcher.seen = now
+
+
+class NotifyLink(Link):
+    """A connection that only listens: NOTIFY names the shared mailboxes with news."""
+
+    def __init__(
+        self,
+        label: str,
+        shared: SharedMailboxes,
+        settings: Settings,
+        imap: ImapSettings,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(label, settings, imap, stop)
+        self.shared = shared
+
+    def serve(self, source: ImapSource) -> None:
+        try:
+            source.listen(self.shared.names)
+        except IMAPClientError as exc:
+            log.warning(
+                "%s: the server refused NOTIFY (%s); checking every %g s instead",
+                self.label,
+                _describe(exc),
+                self.settings.watch.poll_interval_s,
+            )
+            return
+        self.shared.mark(self.shared.names)  # whatever came while nobody listened
+        while not self.stop.is_set():
+            self.shared.mark(source.wait_for_news(self.settings.watch.idle_renew_s, self.stop.is_set))
+
+
+class CapabilityProbe(Link):
+    """A connection made only to learn whether the server offers NOTIFY."""
+
+    notify = False
+
+    def serve(self, source: ImapSource) -> None:
+        self.notify = source.supports_notify
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the server stopped answering (socket timeout)"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
