@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.support import static_checks
 from tests.support.dovecot import DOVECOT, DovecotServer
@@ -136,9 +137,21 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "triage.db"
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store migrated once a session (each xdist worker its own), closed: a test's migrated
+    store is a copy, as migrating each costs about a tenth of a second. Tests of migrating itself
+    open a file not yet made (`db`, `store_url`)."""
+    path = tmp_path_factory.mktemp("migrated") / "triage.db"
+    Store.open(f"sqlite:///{path}").close()
+    assert not path.with_name(f"{path.name}-wal").exists()  # all of it is in the one file
+    return path
+
+
 @pytest.fixture
-def store(db: Path) -> Iterator[Store]:
+def store(db: Path, migrated_sqlite: Path) -> Iterator[Store]:
     """A migrated store in `db`, closed after the test."""
+    shutil.copyfile(migrated_sqlite, db)
     opened = Store.open(f"sqlite:///{db}")
     yield opened
     opened.close()
@@ -181,8 +194,11 @@ def postgres_url(postgres: PostgresCluster) -> str:
 
 
 @pytest.fixture
-def any_store(store_url: str) -> Iterator[Store]:
+def any_store(store_url: str, request: pytest.FixtureRequest) -> Iterator[Store]:
     """A migrated store at `store_url` (SQLite, then PostgreSQL), closed after the test."""
+    database = make_url(store_url).database
+    if store_url.startswith("sqlite") and database:
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), database)
     opened = Store.open(store_url)
     yield opened
     opened.close()

@@ -38,22 +38,23 @@ def _param_ids(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str] | N
     return {"-".join(parts) for parts in itertools.product(*reversed(per_mark))}
 
 
+def _functions(path: Path) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The functions defined at a test module's top level (none where it does not exist)."""
+    if not path.exists():
+        return {}
+    body = ast.parse(path.read_text()).body
+    return {node.name: node for node in body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
 def missing(text: str, tests: Path = TESTS) -> list[str]:
     """The node ids in `text` that name no test in `tests`."""
     absent = []
+    modules: dict[str, dict[str, ast.FunctionDef | ast.AsyncFunctionDef]] = {}  # each parsed once
     for match in NODE_ID.finditer(text):
         module, name, param = match.groups()
-        path = tests / module
-        functions = (
-            {
-                node.name: node
-                for node in ast.parse(path.read_text()).body
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-            }
-            if path.exists()
-            else {}
-        )
-        function = functions.get(name)
+        if module not in modules:
+            modules[module] = _functions(tests / module)
+        function = modules[module].get(name)
         ids = _param_ids(function) if function is not None else None
         if function is None or (param is not None and (ids is None or param not in ids)):
             absent.append(match.group())

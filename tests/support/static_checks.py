@@ -1,7 +1,9 @@
 """The code's own checks (ruff's lint and format, mypy over the package), as subprocesses that may
 start early.
 
-mypy takes about 20 s of one core. conftest starts the checks a session will run as soon as
+mypy checks incrementally, from a cache kept between runs in .mypy_cache (ignored by git): about
+2 s when little changed, against 20 s of one core from nothing. The cache is shared with a plain
+`mypy triage`, whose options it matches. conftest starts the checks a session will run as soon as
 collection ends, so they run on the second core while the other tests run on the first; the test
 then only collects the result. A check nobody started is started when its result is asked for.
 """
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECKS: dict[str, list[str]] = {
     "ruff-lint": ["ruff", "check", "--no-cache", "."],
     "ruff-format": ["ruff", "format", "--check", "--no-cache", "."],
-    "mypy": ["mypy", "--no-incremental", "triage"],
+    "mypy": ["mypy", "--cache-dir", ".mypy_cache", "triage"],
 }
 TIMEOUT_S = 600
 

@@ -1,7 +1,8 @@
 """The decision log: SQLAlchemy over SQLite (WAL) by default, any SQLAlchemy URL accepted.
 
     engine.py           the engine, SQLite's settings, migrations run by one process at a time
-    decisions.py        Store: claims, outcomes, and what passes over a mailbox ask of the log
+    decisions.py        Store: claims, outcomes, and decisions carried over to the same mail
+    transactions.py     Store's base: connections and sessions to read and write, and batches
     messages.py         what is kept of each message, and the Email rebuilt from it
     thread_registry.py  the threads new tasks started, and candidate ranking
     routing_log.py      routing outcomes on decisions, and their claims

@@ -1,4 +1,4 @@
-"""The decisions repository: claims, outcomes and what the passes over a mailbox ask of the log.
+"""The decisions repository: claims, outcomes, and decisions carried over to the same mail elsewhere.
 
 A message is *claimed* (its decision row set to `pending`, naming the claiming process) before its
 run starts and its outcome is written when the run ends. A claim is held for as long as its process
@@ -9,29 +9,27 @@ unique key, so a message is never recorded twice.
 Several processes may share a store. Every write that reads first runs in a transaction that holds
 the write lock from its start (store.engine; on PostgreSQL, row locks and conditional statements),
 and every insert that can race does nothing where the row exists (store.conflicts).
+
+How Store reaches the database, a backfill's batched writes included, is its base, store.transactions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
 
 from triage.clock import utc_now
 from triage.sources import RawMessage
 from triage.store import thread_registry
 from triage.store.conflicts import inserted, inserted_id
-from triage.store.engine import migrated_engine, open_engine, writer
 from triage.store.labels import NewLabel, add_label
 from triage.store.messages import identity, write_message
-from triage.store.models import DecisionRecord, MailboxState, StoredMessage, table
-from triage.store.processes import LIVE_OWNERS, new_owner_id
+from triage.store.models import DecisionRecord, StoredMessage, table
+from triage.store.processes import LIVE_OWNERS
 from triage.store.thread_registry import ThreadAssignment
+from triage.store.transactions import Transactions
 
 if TYPE_CHECKING:
     from triage.message import Email
@@ -68,7 +66,6 @@ _CARRIED_FIELDS = (
 )
 _MESSAGES = table(StoredMessage)
 _DECISIONS = table(DecisionRecord)
-_MAILBOXES = table(MailboxState)
 # The statements every message runs, built once: building one costs more than executing it.
 # Columns come from each call's parameters; the bound names below are not column names.
 # A claim may be taken from a run that failed, or from a process that is gone (or never said who
@@ -98,8 +95,6 @@ _NOTE_RUN = (
 _FORGET_RUN_THREADS = (
     update(_DECISIONS).where(_DECISIONS.c.id.in_(bindparam("pks", expanding=True))).values(run_thread_id=None)
 )
-_OTHER_PROCESSES = LIVE_OWNERS.where(LIVE_OWNERS.selected_columns[0] != bindparam("owner")).limit(1)
-_BATCH_MOST = 128  # writes (two or three a message) before a batch commits on its own
 _MESSAGE_AND_DECISION = (
     select(
         _MESSAGES.c.id, _DECISIONS.c.id, _DECISIONS.c.status, _DECISIONS.c.run_id, _DECISIONS.c.run_thread_id
@@ -160,122 +155,13 @@ class Outcome:
     tokens_measured: bool | None = None
 
 
-class Store:
+class Store(Transactions):
+    """The decision log: claims, outcomes, and the decisions carried over to a message's twins."""
+
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine  # for reading; writes go through `_writer`, which locks at BEGIN
-        self._writer = writer(engine)
-        self._session = sessionmaker(self._writer, expire_on_commit=False)
-        self._reader = sessionmaker(engine, expire_on_commit=False)
-        # Who this process's claims name (store.processes registers it while it works).
-        self.owner = new_owner_id()
+        super().__init__(engine)
         # (account, mailbox, uidvalidity) -> whether messages of another UIDVALIDITY exist.
         self._other_generations: dict[tuple[str, str, int], bool] = {}
-        self._batch: Connection | None = None  # see batched()
-        self._batch_writes = 0
-        self._batch_paused = False
-
-    @classmethod
-    def open(cls, url: str) -> Store:
-        """Connect and bring the schema up to date."""
-        engine = migrated_engine(url)
-        return cls(engine)
-
-    @classmethod
-    def open_existing(cls, url: str) -> Store | None:
-        """For read-only use: None where an SQLite file does not exist yet (nothing is created)."""
-        engine = open_engine(url)  # connects lazily: nothing is created yet
-        if engine.dialect.name == "sqlite":
-            database = engine.url.database or ""
-            if database in ("", ":memory:") or not Path(database).exists():
-                return None
-        return cls(engine)
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    @contextmanager
-    def batched(self) -> Iterator[None]:
-        """Let the per-message writes share transactions until `commit_batch()`, for a backfill.
-
-        A commit per write is most of what SQLite costs a backfill, and each one re-indexes the
-        message for search. In a batch, claims, outcomes and thread assignments go to one
-        connection, which also serves `reading()`, so a reply still finds the thread its parent
-        was given a moment ago. What a crash leaves uncommitted was never recorded: those messages
-        are undecided and triaged again, as after a crash mid-run. Anything that acts on a decision
-        (routing, mailbox actions) must see it committed first, so batches are for runs that only
-        record. The batch commits at its end and every _BATCH_MOST writes, and is rolled back if
-        an error ends it.
-
-        A batch holds the store's write lock from one commit to the next, which would starve any
-        other process writing to the store. So while another process is registered (a daemon, a
-        second backfill), each commit pauses the batch, and writes commit one by one.
-        """
-        with self._writer.connect() as connection:
-            self._batch, self._batch_writes = connection, 0
-            self._batch_paused = self._others_working()
-            try:
-                yield
-                connection.commit()
-            finally:
-                self._batch = None
-
-    def commit_batch(self) -> None:
-        """Commit what the batch holds so far (a no-op outside a batch), and pause or resume it."""
-        if self._batch is None:
-            return
-        if self._batch.in_transaction():
-            self._batch.commit()
-        self._batch_writes = 0
-        self._batch_paused = self._others_working()
-
-    def _others_working(self) -> bool:
-        with self.engine.connect() as connection:
-            return connection.execute(_OTHER_PROCESSES, {"owner": self.owner}).first() is not None
-
-    @property
-    def batching(self) -> bool:
-        """Whether a write made now waits for the batch's next commit to be durable."""
-        return self._open_batch is not None
-
-    @property
-    def _open_batch(self) -> Connection | None:
-        return None if self._batch_paused else self._batch
-
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A connection to read with: the batch's, which sees its own writes, or a new one."""
-        batch = self._open_batch
-        if batch is not None:
-            yield batch
-            return
-        with self.engine.connect() as connection:
-            yield connection
-
-    @contextmanager
-    def writing(self) -> Iterator[Connection]:
-        """A connection in a transaction for one write: the batch's, or one committed at the end.
-
-        Store modules that write beside the decisions (labels) use it too, so a batch stays one writer.
-        """
-        batch = self._open_batch
-        if batch is None:
-            with self._writer.begin() as connection:
-                yield connection
-            return
-        yield batch
-        self._batch_writes += 1
-        if self._batch_writes >= _BATCH_MOST:
-            self.commit_batch()
-
-    @property
-    def sessions(self) -> sessionmaker[Session]:
-        """For modules that keep their own tables in this store: sessions that write."""
-        return self._session
-
-    @property
-    def read_sessions(self) -> sessionmaker[Session]:
-        """Sessions that only read: they take no lock (and work on a read-only file)."""
-        return self._reader
 
     def claim(self, raw: RawMessage, email: Email, claim: Claim) -> Claimed | None:
         """Mark the message in progress; None if its outcome is final or another live process holds
