@@ -1,4 +1,5 @@
-"""How an account's mailboxes share its connection budget, and which shared mailbox is looked at next."""
+"""How an account's mailboxes share its connection budget, which shared mailbox is looked at next,
+and how daemons on one store divide the mailboxes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 
+from triage.mailbox_shares import Change, connections_each, rebalance
 from triage.mailbox_watcher import MailboxWatcher, RetrySchedule
 from triage.shared_mailboxes import SharedMailboxes
 from triage.sources.imap_notify import mailboxes_named
@@ -129,3 +131,39 @@ def test_the_sweep_and_a_due_retry_bring_a_mailbox_back() -> None:
     watchers["B"].retries.due[7] = time.monotonic()  # a failed message of B falls due
     retried = shared.take(stop)
     assert retried is not None and retried.mailbox == "B"
+
+
+EIGHT = [("me@host", name) for name in ["INBOX", *(f"Team{n}" for n in range(7))]]
+
+
+def test_a_lone_daemon_takes_every_mailbox() -> None:
+    assert rebalance(EIGHT, set(), set(), 1) == Change(take=EIGHT, drop=[])
+
+
+def test_a_daemon_over_its_share_releases_the_configs_last_mailboxes() -> None:
+    change = rebalance(EIGHT, set(EIGHT), set(), 3)  # a second and a third daemon started
+    assert change == Change(take=[], drop=EIGHT[3:])
+
+
+def test_a_daemon_under_its_share_takes_only_free_mailboxes() -> None:
+    mine, others = set(EIGHT[:2]), set(EIGHT[2:5])
+    assert rebalance(EIGHT, mine, others, 3) == Change(take=[EIGHT[5]], drop=[])
+    assert rebalance(EIGHT, mine, set(EIGHT[2:]), 3) == Change(take=[], drop=[])  # none free: it waits
+
+
+def test_shares_add_up_so_every_mailbox_finds_a_daemon() -> None:
+    """Daemons taking turns, each seeing what the others hold, end with all eight held once."""
+    held: list[set[tuple[str, str]]] = [set(), set(), set()]
+    for _ in range(4):
+        for n, mine in enumerate(held):
+            others = set().union(*(h for m, h in enumerate(held) if m != n))
+            change = rebalance(EIGHT, mine, others, 3)
+            mine -= set(change.drop)
+            mine |= set(change.take)
+    assert sorted(len(h) for h in held) == [2, 3, 3]
+    assert set().union(*held) == set(EIGHT) and sum(len(h) for h in held) == 8
+
+
+@pytest.mark.parametrize("budget, daemons, each", [(3, 1, 3), (3, 2, 1), (6, 3, 2), (3, 5, 1)])
+def test_each_daemon_gets_its_part_of_the_connection_budget(budget: int, daemons: int, each: int) -> None:
+    assert connections_each(budget, daemons) == each

@@ -146,6 +146,10 @@ class WatchSettings(Section):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     heartbeat_s: float = Field(default=5.0, gt=0)
     lease_s: float = Field(default=30.0, gt=0)
+    # Daemons with this config on one store divide the mailboxes between them (each its fair
+    # share; a dead one's taken over once its leases age past lease_s). Off: a second daemon on a
+    # watched mailbox refuses to start.
+    divide: bool = False
     # Prometheus metrics (the `metrics` extra); unset: none served. 0: any free port (logged).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"  # loopback: metrics name accounts and mailboxes

@@ -48,6 +48,10 @@ class Target:
     def account(self) -> str:
         return self.imap.account_name
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.account, self.mailbox
+
 
 @dataclass
 class RetrySchedule:

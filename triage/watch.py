@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from triage.account_watch import AccountWatch
+from triage.account_watch import AccountWatches
 from triage.clock import utc_now
 from triage.config import Settings
-from triage.errors import ConfigError, MailboxTaken, StoreError
+from triage.errors import ConfigError, MailboxTaken, TriageError
+from triage.mailbox_shares import Mailbox, connections_each, rebalance
 from triage.mailbox_watcher import LoopBridge, MailboxWatcher, Target
 from triage.pipeline import Pipeline, Triaged
 from triage.prompt import PromptRenderer
@@ -80,11 +81,16 @@ class Daemon:
         self.dry_run = dry_run
         self.owner = leases.this_process()
         self._runs: RunsClient | None = None  # for the heartbeat and the metrics: its adaptive limit
-        self._watchers: list[MailboxWatcher] = []  # for the metrics
+        self._watchers: dict[Mailbox, MailboxWatcher] = {}  # the mailboxes whose leases it holds
+        self._daemons = 1  # live daemons on the store, where they divide the mailboxes
         self.metrics = _metrics(settings)  # before anything starts: a missing library is a config error
         self.stop = threading.Event()
         self._inflight: set[asyncio.Task[Triaged | None]] = set()
-        self._store_fatal: StoreError | None = None
+        self._fatal: TriageError | None = None
+
+    @property
+    def watchers(self) -> list[MailboxWatcher]:
+        return list(self._watchers.values())
 
     def run(self) -> int:
         return asyncio.run(self._main())
@@ -97,10 +103,11 @@ class Daemon:
         store = Store.open(self.settings.store.url)
         watch = self.settings.watch
         try:
-            try:
-                await self._acquire_leases(store)
-            except SQLAlchemyError as exc:
-                raise store_failed(exc) from None
+            if not watch.divide:
+                try:
+                    await self._acquire_leases(store)
+                except SQLAlchemyError as exc:
+                    raise store_failed(exc) from None
             if self.stop.is_set():
                 return 0
             with (
@@ -130,20 +137,18 @@ class Daemon:
             await pipeline.release_leftover_runs()
             semaphore = asyncio.Semaphore(self.settings.langgraph.max_concurrency)
             bridge = LoopBridge(loop, pipeline, semaphore, self.stop, self._inflight, self.metrics)
-            watchers = [MailboxWatcher(self.settings, t, store, bridge) for t in self.targets]
-            self._watchers = watchers
-            accounts = self._accounts(watchers)
-            threads = [
-                threading.Thread(target=account.run, name=f"watch {account.label}", daemon=True)
-                for account in accounts
-            ]
-            for thread in threads:
-                thread.start()
-            await self._until_stopped(store, watchers)
+            watches = AccountWatches(
+                self.settings, writable=self.settings.has_mailbox_actions and not self.dry_run
+            )
+            if not self.settings.watch.divide:
+                self._watchers = {
+                    t.key: MailboxWatcher(self.settings, t, store, bridge) for t in self.targets
+                }
+                watches.apply(self.watchers)
+            await self._until_stopped(store, bridge, watches)
             await self._drain()
-            for thread, account in zip(threads, accounts, strict=True):
-                await asyncio.to_thread(thread.join, account.imap.timeout_s)
-            for watcher in watchers:
+            await asyncio.to_thread(watches.stop_all)
+            for watcher in self.watchers:
                 _if_writable(
                     leases.heartbeat,
                     store,
@@ -152,26 +157,11 @@ class Daemon:
                     self.owner,
                     **watcher.status,
                 )
-            fatal = (
-                self._store_fatal
-                or bridge.fatal
-                or next((a.fatal for a in accounts if a.fatal is not None), None)
-            )
+            fatal = self._fatal or bridge.fatal or watches.fatal
             if fatal is not None:
                 raise fatal
         log.info("stopped")
         return 0
-
-    def _accounts(self, watchers: list[MailboxWatcher]) -> list[AccountWatch]:
-        """The watchers grouped by account, each account with its own connection budget."""
-        by_account: dict[str, list[MailboxWatcher]] = {}
-        for watcher in watchers:
-            by_account.setdefault(watcher.account, []).append(watcher)
-        writable = self.settings.has_mailbox_actions and not self.dry_run
-        return [
-            AccountWatch(self.settings, group[0].imap, group, self.stop, writable=writable)
-            for group in by_account.values()
-        ]
 
     @contextlib.contextmanager
     def _metrics_served(self, store: Store) -> Iterator[None]:
@@ -182,7 +172,7 @@ class Daemon:
             return
         from triage.metrics import DaemonCollector
 
-        state = DaemonCollector(store, self.owner, lambda: self._runs, lambda: self._watchers)
+        state = DaemonCollector(store, self.owner, lambda: self._runs, lambda: self.watchers)
         with self.metrics.served(watch.metrics_host, watch.metrics_port, state):
             yield
 
@@ -210,28 +200,67 @@ class Daemon:
                         return
                     await asyncio.sleep(_LEASE_WAIT_S)
 
-    async def _until_stopped(self, store: Store, watchers: list[MailboxWatcher]) -> None:
-        """Write heartbeats (and apply the retention) until a stop is requested or a watcher failed."""
+    async def _until_stopped(self, store: Store, bridge: LoopBridge, watches: AccountWatches) -> None:
+        """Write heartbeats, divide the mailboxes where asked (and apply the retention) until a stop
+        is requested or a watcher failed."""
         next_purge = time.monotonic()
         while not self.stop.is_set():
             if self.settings.store.keep_bodies_days and time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + _PURGE_EVERY_S
                 await self._purge(store, self.settings.store.keep_bodies_days)
-            for watcher in watchers:
-                try:
-                    alive = leases.heartbeat(
-                        store, watcher.account, watcher.mailbox, self.owner, **watcher.status
-                    )
-                except SQLAlchemyError as exc:
-                    self._store_fatal = self._store_fatal or store_failed(exc)
-                    self.stop.set()
-                    break
-                if not alive:
-                    self._store_fatal = self._store_fatal or MailboxTaken(
-                        f"lost the lease on mailbox {watcher.mailbox!r} to another daemon"
-                    )
-                    self.stop.set()
+            try:
+                lost = self._heartbeats(store)
+                if self.settings.watch.divide:
+                    await self._divide(store, bridge, watches, lost)
+                elif lost:
+                    self._fatal = MailboxTaken(f"lost the lease on mailbox {lost[0][1]!r} to another daemon")
+            except SQLAlchemyError as exc:
+                self._fatal = self._fatal or store_failed(exc)
+            self._fatal = self._fatal or watches.fatal
+            if self._fatal is not None:
+                self.stop.set()
+                break
             await asyncio.to_thread(self.stop.wait, self.settings.watch.heartbeat_s)
+
+    def _heartbeats(self, store: Store) -> list[Mailbox]:
+        """Each held mailbox's health, written with its lease; the leases lost to another daemon."""
+        return [
+            key
+            for key, watcher in self._watchers.items()
+            if not leases.heartbeat(store, watcher.account, watcher.mailbox, self.owner, **watcher.status)
+        ]
+
+    async def _divide(
+        self, store: Store, bridge: LoopBridge, watches: AccountWatches, lost: list[Mailbox]
+    ) -> None:
+        """Hold this daemon's fair share of the mailboxes (triage.mailbox_shares)."""
+        watch = self.settings.watch
+        for key in lost:
+            log.warning("%s: taken over by another daemon", self._watchers.pop(key).label)
+        daemons = max(processes.live(store, "watch", watch.lease_s), 1)
+        change = rebalance(
+            [t.key for t in self.targets],
+            set(self._watchers),
+            leases.held_by_others(store, self.owner, watch.lease_s),
+            daemons,
+        )
+        for key in change.drop:
+            del self._watchers[key]
+        targets = {t.key: t for t in self.targets}
+        for key in change.take:
+            try:
+                leases.acquire(store, key[0], key[1], self.owner, watch.lease_s)
+            except MailboxTaken:
+                continue  # another daemon was quicker
+            self._watchers[key] = MailboxWatcher(self.settings, targets[key], store, bridge)
+        if change.take or change.drop or lost or daemons != self._daemons:
+            self._daemons = daemons
+            budget = min(connections_each(t.imap.max_connections, daemons) for t in self.targets)
+            released = await asyncio.to_thread(watches.apply, self.watchers, budget)
+            for account, mailbox in released - set(self._watchers):
+                leases.release(store, account, mailbox, self.owner)
+            held = ", ".join(w.label for w in self.watchers) or "none"
+            log.info("%d daemons on the store; watching %s", daemons, held)
 
     async def _purge(self, store: Store, days: int) -> None:
         """Forget old bodies and prompts (store.keep_bodies_days); decisions stay."""
@@ -239,7 +268,7 @@ class Daemon:
         try:
             purged = await asyncio.to_thread(purge, store, before, keep_decisions=True)
         except SQLAlchemyError as exc:
-            self._store_fatal = self._store_fatal or store_failed(exc)
+            self._fatal = self._fatal or store_failed(exc)
             self.stop.set()
             return
         if purged.bodies:

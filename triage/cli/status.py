@@ -1,4 +1,4 @@
-"""`triage status`: per watched mailbox, what its daemon last said of itself."""
+"""`triage status`: per watched mailbox, which daemon holds it and what that daemon last said."""
 
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             state = status.state if alive or status.state == "stopped" else f"stale ({status.state})"
             link = "connected" if status.connected and alive else "offline"
+            held = f"held by {status.owner}" if alive else "held by nobody"
             print(
-                f"{status.mailbox:<20} {state:<14} {link:<10} "
+                f"{status.mailbox:<20} {state:<14} {link:<10} {held}  "
                 f"idle since {_hm(status.idle_since)}  last uid {status.last_seen_uid or '-'}  "
                 f"last decision {_hm(status.last_decision_at)}  backlog {status.backlog}  "
                 f"failures {status.failures}"

@@ -136,6 +136,17 @@ def release(store: Store, account: str, mailbox: str, owner: str) -> None:
     heartbeat(store, account, mailbox, owner, state="stopped", connected=False)
 
 
+def held_by_others(store: Store, owner: str, lease_s: float) -> set[tuple[str, str]]:
+    """(account, mailbox) of the leases another live daemon holds."""
+    return {
+        (status.account, status.mailbox)
+        for status in statuses(store)
+        if status.owner != owner
+        and status.state != "stopped"
+        and _holder_alive(status.owner, status.heartbeat_at, lease_s)
+    }
+
+
 def statuses(store: Store) -> list[WatcherStatus]:
     with store.read_sessions() as session:
         rows = session.scalars(select(Watcher).order_by(Watcher.account, Watcher.mailbox))

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from triage.clock import utc_now
@@ -90,6 +90,14 @@ def run_concurrency(store: Store) -> dict[str, int]:
     )
     with store.engine.connect() as connection:
         return {f"{host}:{pid}": int(limit) for host, pid, limit in connection.execute(query)}
+
+
+def live(store: Store, command: str, lease_s: float) -> int:
+    """How many processes running `command` have a heartbeat younger than the lease."""
+    fresh = _PROCESSES.c.heartbeat_at >= utc_now() - timedelta(seconds=lease_s)
+    query = select(func.count()).select_from(_PROCESSES).where(_PROCESSES.c.command == command, fresh)
+    with store.engine.connect() as connection:
+        return int(connection.scalar(query) or 0)
 
 
 def leave(store: Store) -> None:
