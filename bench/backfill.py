@@ -141,7 +141,8 @@ def measure_stub_capacity(
 def measure_run_client(server: RunServerProcess, runs: int, concurrency: int) -> tuple[int, float]:
     """Runs answered and seconds taken by triage's RunsClient alone, with twice as many callers as
     connections (as a backfill's run worker has them), and nothing to prepare or record."""
-    from triage.runs import RunsClient, RunsSettings
+    from triage.run_settings import RunsSettings
+    from triage.runs import RunsClient
 
     settings = RunsSettings(server.url, None, 60.0, concurrency, 1, 0.0)
     body = _load_body()

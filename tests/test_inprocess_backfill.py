@@ -274,7 +274,8 @@ def test_the_library_drives_a_mailbox_through_the_pipeline(tmp_path: Path) -> No
     from triage.config import Settings
     from triage.pipeline import Pipeline, Triaged
     from triage.prompt import PromptRenderer
-    from triage.runs import RunsClient, RunsSettings
+    from triage.run_settings import RunsSettings
+    from triage.runs import RunsClient
     from triage.sources.files import FileSource
     from triage.store import Store
 

@@ -18,7 +18,8 @@ from tests.support.run_server import FakeRunServer
 from tests.support.store_view import rows
 from triage.config import RoutingSettings
 from triage.routing import Router
-from triage.runs import RunsClient, RunsSettings
+from triage.run_settings import RunsSettings
+from triage.runs import RunsClient
 from triage.sources import RawMessage
 from triage.store import Store, routing_log
 from triage.threads import message_key, thread_id_for

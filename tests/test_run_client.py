@@ -11,7 +11,8 @@ import pytest
 
 from tests.support.run_server import FakeRunServer
 from triage.errors import RunError
-from triage.runs import RunRef, RunResult, RunsClient, RunsSettings
+from triage.run_settings import RunsSettings
+from triage.runs import RunRef, RunResult, RunsClient
 
 BODY: dict[str, Any] = {
     "assistant_id": "agent",

@@ -16,7 +16,8 @@ from tests.support.corpus import varied_messages
 from tests.support.run_server import FakeRunServer, ScriptedByUid
 from tests.support.store_view import outcomes, rows
 from tests.support.watchd import wait_until
-from triage.runs import RunsClient, RunsSettings
+from triage.run_settings import RunsSettings
+from triage.runs import RunsClient
 
 # uid -> the server's answers to successive attempts (the last one repeats).
 SCRIPT: dict[int, list[str]] = {

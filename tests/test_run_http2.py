@@ -19,7 +19,8 @@ from hypercorn.config import Config
 
 from tests.support.dovecot import make_certs
 from tests.support.run_server import DECISION
-from triage.runs import RunsClient, RunsSettings
+from triage.run_settings import RunsSettings
+from triage.runs import RunsClient
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -16,7 +16,7 @@ from tests.support.store_view import outcomes, rows
 from tests.support.watchd import wait_until
 from tests.test_run_faults import _env, _mbox
 from triage.errors import RunError, TriageError
-from triage.runs import RunsSettings
+from triage.run_settings import RunsSettings
 from triage.runs_worker import RunsWorker
 
 N_MESSAGES = 12

@@ -2,29 +2,27 @@
 
 A slow run streams a newline every few seconds, so a per-read timeout never fires: every call has a
 total deadline instead. What the replies mean is triage.run_replies'; the connections under httpx
-are triage.run_transport's; how many runs may be in flight is triage.adaptive_limit's.
+are triage.run_transport's; how many runs may be in flight is triage.adaptive_limit's; what it
+uses of the settings, checked, is triage.run_settings'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
-import ssl
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from triage import __version__
 from triage.adaptive_limit import AdaptiveLimit
 from triage.clock import backoff_s
-from triage.errors import ConfigError, RunError, TriageError
-from triage.hosts import is_loopback_host
+from triage.errors import RunError, TriageError
 from triage.run_replies import (
     RunRef,
     answer,
@@ -36,6 +34,7 @@ from triage.run_replies import (
     short,
     unknown_run,
 )
+from triage.run_settings import RunsSettings, tls_context
 from triage.run_transport import connection_limits, run_transport
 
 if TYPE_CHECKING:  # at run time this module never loads the settings (see RunsSettings)
@@ -63,50 +62,6 @@ class RunResult:
 
 # Called (synchronously, before the result is awaited) with each run the server acknowledges.
 OnStarted = Callable[[RunRef], None]
-
-
-@dataclass(frozen=True, slots=True)
-class RunsSettings:
-    """What a RunsClient uses of `[langgraph]`, as plain values.
-
-    A run worker (triage.runs_worker) receives these without loading pydantic and the settings
-    module, which would be half of its memory.
-    """
-
-    url: str
-    api_key: str | None = field(repr=False)
-    timeout_s: float
-    max_concurrency: int
-    max_attempts: int
-    backoff_cap_s: float
-    mode: Literal["wait", "background"] = "wait"
-    on_completion: Literal["delete", "keep"] = "delete"
-    min_concurrency: int = 1
-    rate_limit_retries: int = 10
-    ca_file: str | None = None
-    http2: bool = False
-
-    @classmethod
-    def of(cls, settings: LangGraphSettings, *, max_concurrency: int | None = None) -> RunsSettings:
-        """Checked first: the API key is never sent in clear to a host that is not this one, and
-        HTTP/2 is asked for only where it can be spoken."""
-        check_transport(settings)
-        if settings.http2 and importlib.util.find_spec("h2") is None:
-            raise ConfigError("langgraph.http2 needs the h2 package: pip install 'triage[http2]'")
-        return cls(
-            url=settings.url.rstrip("/"),
-            api_key=settings.api_key.get_secret_value() if settings.api_key is not None else None,
-            timeout_s=settings.timeout_s,
-            max_concurrency=max_concurrency or settings.max_concurrency,
-            max_attempts=settings.max_attempts,
-            backoff_cap_s=settings.backoff_cap_s,
-            mode=settings.mode,
-            on_completion=settings.on_completion,
-            min_concurrency=settings.min_concurrency,
-            rate_limit_retries=settings.rate_limit_retries,
-            ca_file=str(settings.ca_file) if settings.ca_file is not None else None,
-            http2=settings.http2,
-        )
 
 
 class Runs(Protocol):
@@ -165,7 +120,7 @@ class RunsClient:
         if settings.api_key is not None:
             headers["x-api-key"] = settings.api_key
         connections = settings.max_concurrency + _SPARE_CONNECTIONS
-        verify = _tls(settings.ca_file)
+        verify = tls_context(settings.ca_file)
         limits = connection_limits(connections, _KEEPALIVE_S)
         # Our transport where no proxy is configured; under a proxy, httpx's own, which reads the
         # proxy settings (and NO_PROXY) from the environment only when it builds the transport.
@@ -397,16 +352,6 @@ class RunsClient:
             raise RunError("connect", short(exc)) from None
 
 
-def _tls(ca_file: str | None) -> ssl.SSLContext | bool:
-    """The CA bundle of `langgraph.ca_file`; else httpx's own (certifi, or `SSL_CERT_FILE`)."""
-    if ca_file is None:
-        return True
-    try:
-        return ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"langgraph.ca_file {ca_file}: {exc}") from None
-
-
 def _encoded(body: dict[str, Any]) -> bytes:
     try:
         return _json_bytes(body)
@@ -421,18 +366,3 @@ def _join_path(ref: RunRef) -> str:
 def _json_bytes(body: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON, as httpx's `json=` sends it; NaN is refused, as JSON has none."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-
-
-def check_transport(settings: LangGraphSettings) -> None:
-    """Refuse, before any request, to send the API key in clear to a host that is not this one."""
-    url = httpx.URL(settings.url)
-    if (
-        settings.api_key is not None
-        and url.scheme == "http"
-        and not is_loopback_host(url.host)
-        and not settings.allow_insecure
-    ):
-        raise ConfigError(
-            f"langgraph.url {settings.url} is plain http: the API key would cross the network in clear"
-            " (use https, or set langgraph.allow_insecure = true)"
-        )

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from triage.errors import ErrorKind, RunError, TriageError
-from triage.runs import OnStarted, RunRef, RunResult, RunsClient, RunsSettings
+from triage.run_settings import RunsSettings
+from triage.runs import OnStarted, RunRef, RunResult, RunsClient
 
 _LENGTH = struct.Struct("!I")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)

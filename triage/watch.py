@@ -30,7 +30,8 @@ from triage.mailbox_shares import Mailbox, connections_each, rebalance
 from triage.mailbox_watcher import LoopBridge, MailboxWatcher, Target
 from triage.pipeline import Pipeline, Triaged
 from triage.prompt import PromptRenderer
-from triage.runs import RunsClient, RunsSettings
+from triage.run_settings import RunsSettings
+from triage.runs import RunsClient
 from triage.store import Store, leases, processes, store_failed
 from triage.store.retention import purge
 

@@ -137,7 +137,7 @@ async def run_backfill(
     from triage.pipeline import Pipeline
     from triage.progress import Progress
     from triage.prompt import PromptRenderer
-    from triage.runs import RunsSettings
+    from triage.run_settings import RunsSettings
     from triage.runs_worker import RunsWorker
     from triage.store import Store, processes
 

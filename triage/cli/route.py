@@ -40,7 +40,8 @@ async def _route_account(settings: Settings, imap: ImapSettings, mailboxes: list
     from triage.backfill import route_recorded
     from triage.pipeline import Pipeline
     from triage.prompt import PromptRenderer
-    from triage.runs import RunsClient, RunsSettings
+    from triage.run_settings import RunsSettings
+    from triage.runs import RunsClient
     from triage.sources.imap import ImapSource
     from triage.store import Store, processes
 

@@ -30,7 +30,8 @@ from triage.log.query import STREAM, Filters, LatestCorrection, filtered, latest
 from triage.message import Email
 from triage.pipeline import Pipeline, Prepared, decide_without_run
 from triage.prompt import PromptRenderer
-from triage.runs import RunsClient, RunsSettings
+from triage.run_settings import RunsSettings
+from triage.runs import RunsClient
 from triage.sources import RawMessage
 from triage.store import Outcome, Store
 from triage.store.messages import stored_email
