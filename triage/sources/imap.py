@@ -54,6 +54,7 @@ class ImapSource:
         self.writable = writable
         self._mailbox = ""
         self._uidvalidity = 0
+        self._uidnext = 0  # as SELECT said it
         self._client = _connect(settings)
         try:
             _login(self._client, settings)
@@ -69,6 +70,8 @@ class ImapSource:
             raise MailboxUnavailable(f"cannot open mailbox {mailbox!r}: {_text(exc)}") from None
         self._mailbox = mailbox
         self._uidvalidity = int(info[b"UIDVALIDITY"])
+        # The highest UID now, where SELECT says (RFC 3501 requires UIDNEXT): 0 when it is empty.
+        self._uidnext = int(info.get(b"UIDNEXT", 0)) if info.get(b"EXISTS", 1) else 1
         return self._uidvalidity
 
     def uids(self, since: date | None = None, before: date | None = None) -> list[int]:
@@ -149,9 +152,11 @@ class ImapSource:
         )
 
     def highest_uid(self) -> int:
-        """The highest UID in the selected mailbox (0 when empty)."""
-        uids = self._client.search(["ALL"])
-        return max(uids, default=0)
+        """The highest UID the selected mailbox had when selected (0 when empty): UIDNEXT - 1,
+        which SELECT reports (RFC 3501 requires it), else a SEARCH, whose answer lists every UID."""
+        if self._uidnext:
+            return self._uidnext - 1
+        return max(self._client.search(["ALL"]), default=0)
 
     def uids_above(self, uid: int) -> list[int]:
         # `UID n:*` always matches the highest UID, even below n (RFC 3501): filter.
