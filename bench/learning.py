@@ -12,6 +12,10 @@ server in a process of its own, latency 0, so that nothing but triage's own work
 fresh copy of the log: once with `prompt.max_examples = 4`, once with 0, alternating which goes
 first, `--repeat` times each. CPU seconds are the backfill's and its run worker's (os.wait4).
 
+All of it twice: against a stub that reports no token usage (as the offline reference assistant:
+triage then counts the prompt's tokens itself, a longer prompt costing more to count) and one
+that reports it, as a LangGraph assistant calling a chat model does.
+
 Printed: CPU per message with and without examples, the extra as a share of the backfill's CPU per
 message (target under 10 %), beside the parts measured in this process: reading the labels into
 the pool, and choosing for one message.
@@ -43,6 +47,9 @@ from triage.sources.files import FILES_ACCOUNT
 from triage.store import Store
 
 TARGET_SHARE = 0.10
+# How the stub answers: as the offline reference assistant does (no usage reported: triage counts
+# the prompt's tokens itself), and as an assistant calling a chat model does (usage reported).
+ANSWERS = (("ok", "answers without usage"), ("ok-usage:1500,40", "answers reporting usage"))
 _LIST = "Weekly <weekly.example0.org>"
 
 
@@ -173,29 +180,32 @@ def main() -> int:
             mbox.add(raw)
         mbox.close()
         load_s, choose_us, offered = in_process(log, mail)
-        cpu: dict[int, list[float]] = {4: [], 0: []}
         problems: list[str] = []
-        with run_server_process(0.0) as server:
-            for round_ in range(args.repeat):
-                for examples in (4, 0) if round_ % 2 == 0 else (0, 4):
-                    seconds, wrong = backfill_cpu(log, box.resolve(), server.url, workdir, examples)
-                    cpu[examples].append(seconds)
-                    problems += wrong
-            stats = server.stats()
-    expected_runs = args.messages * args.repeat * 2
-    if stats["runs"] != expected_runs:
-        problems.append(f"the stub ran {stats['runs']} runs for {expected_runs} messages")
-    per_message = {k: statistics.median(v) / args.messages * 1e6 for k, v in cpu.items()}
-    share = (per_message[4] - per_message[0]) / per_message[0]
+        per_message: dict[str, dict[int, float]] = {}
+        for answer, stub in ANSWERS:
+            cpu: dict[int, list[float]] = {4: [], 0: []}
+            with run_server_process(0.0, answer=answer) as server:
+                for round_ in range(args.repeat):
+                    for examples in (4, 0) if round_ % 2 == 0 else (0, 4):
+                        seconds, wrong = backfill_cpu(log, box.resolve(), server.url, workdir, examples)
+                        cpu[examples].append(seconds)
+                        problems += wrong
+                stats = server.stats()
+            expected_runs = args.messages * args.repeat * 2
+            if stats["runs"] != expected_runs:
+                problems.append(f"{stub}: the stub ran {stats['runs']} runs for {expected_runs} messages")
+            per_message[stub] = {k: statistics.median(v) / args.messages * 1e6 for k, v in cpu.items()}
     print(f"log: {args.rows:,} decisions, {args.labels:,} labelled; backfill of {args.messages:,} new mails")
     each = offered / args.messages
     print(f"choosing in this process: {choose_us:.0f} µs a message, {each:.1f} examples offered")
     print(f"reading the pool: {load_s * 1000:.0f} ms, once a process and when labels change")
-    print(f"backfill CPU a message, without examples: {per_message[0]:.0f} µs (median of {args.repeat})")
-    print(f"backfill CPU a message, with 4 examples:  {per_message[4]:.0f} µs")
-    target = f"target under {TARGET_SHARE:.0%}"
-    print(f"choosing examples costs {share:+.1%} of a backfill's CPU a message ({target})")
-    print(f"choosing alone, against the backfill without: {choose_us / per_message[0]:.1%}")
+    for stub, cpu_us in per_message.items():
+        share = (cpu_us[4] - cpu_us[0]) / cpu_us[0]
+        print(f"{stub}:")
+        print(f"  backfill CPU a message, without examples: {cpu_us[0]:.0f} µs (median of {args.repeat})")
+        print(f"  backfill CPU a message, with 4 examples:  {cpu_us[4]:.0f} µs")
+        print(f"  examples cost {share:+.1%} of a backfill's CPU a message (target under {TARGET_SHARE:.0%})")
+        print(f"  choosing alone, against the backfill without: {choose_us / cpu_us[0]:.1%}")
     for problem in problems:
         print(f"WRONG: {problem}")
     return 1 if problems else 0

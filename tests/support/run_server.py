@@ -821,12 +821,15 @@ def run_server_process(
     rate_limit: tuple[float, int] | None = None,
     rate_limit_mode: RateLimitMode = "http",
     heartbeat_s: float = HEARTBEAT_S,
+    answer: str = "ok",
 ) -> Iterator[RunServerProcess]:
     """The stub in a process of its own (a benchmark's load is not its client's); always stopped.
 
-    The options are ``FakeRunServer``'s, passed as its command-line flags.
+    The options are ``FakeRunServer``'s, passed as its command-line flags; `answer` is every run's
+    behaviour.
     """
     argv = [sys.executable, "-m", "tests.support.run_server", "--latency", latency or repr(latency_s)]
+    argv += ["--answer", answer]
     argv += ["--seed", str(seed), "--heartbeat", repr(heartbeat_s)]
     if rate_limit is not None:
         argv += ["--rate-limit", f"{rate_limit[0]!r},{rate_limit[1]}", "--rate-limit-mode", rate_limit_mode]
@@ -900,12 +903,18 @@ def main(argv: list[str] | None = None) -> int:
         "--heartbeat", type=float, default=HEARTBEAT_S, help="seconds between newlines of a slow answer"
     )
     parser.add_argument("--no-echo", action="store_true", help="answer '...' as the human message")
+    parser.add_argument(
+        "--answer",
+        default="ok",
+        help="how every run is answered: ok, or ok-usage:IN,OUT (the model reports its tokens)",
+    )
     args = parser.parse_args(argv)
     try:
         parse_latency(args.latency)
     except ValueError as exc:
         parser.error(str(exc))
     server = FakeRunServer(
+        (args.answer,),
         latency=args.latency,
         seed=args.seed,
         rate_limit=args.rate_limit,
