@@ -88,11 +88,9 @@ def open_log(args: argparse.Namespace) -> Iterator[Store]:
     from triage.store import Store
 
     url = load_settings(args.config).store.url
-    probe = Store.open_existing(url)
-    if probe is None:
+    store = Store.open_existing(url, up_to_date=True)
+    if store is None:
         raise TriageError(f"no decision log at {url} yet: run `triage backfill` or `triage watch` first")
-    probe.close()
-    store = Store.open(url)
     try:
         yield store
     finally:

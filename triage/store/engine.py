@@ -44,7 +44,11 @@ def open_engine(url: str) -> Engine:
 
 def migrated_engine(url: str) -> Engine:
     """An engine for `url` whose schema is brought up to date, by this process or another."""
-    engine = open_engine(url)
+    return migrated(open_engine(url))
+
+
+def migrated(engine: Engine) -> Engine:
+    """The engine, its schema brought up to date by this process or another."""
     try:
         with engine.connect() as connection:
             current = _schema_version(connection) == SCHEMA_HEAD
@@ -56,7 +60,7 @@ def migrated_engine(url: str) -> Engine:
                 if _schema_version(connection) != SCHEMA_HEAD:
                     _migrate(connection)
     except OperationalError as exc:
-        raise TriageError(f"cannot open store {safe_url(url)}: {one_line(exc)}") from None
+        raise TriageError(f"cannot open store {safe_url(str(engine.url))}: {one_line(exc)}") from None
     return engine
 
 

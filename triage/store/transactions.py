@@ -15,7 +15,7 @@ from typing import Self
 from sqlalchemy import Connection, Engine, bindparam
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.store.engine import migrated_engine, open_engine, writer
+from triage.store.engine import migrated, migrated_engine, open_engine, writer
 from triage.store.processes import LIVE_OWNERS, new_owner_id
 
 _OTHER_PROCESSES = LIVE_OWNERS.where(LIVE_OWNERS.selected_columns[0] != bindparam("owner")).limit(1)
@@ -43,14 +43,15 @@ class Transactions:
         return cls(engine)
 
     @classmethod
-    def open_existing(cls, url: str) -> Self | None:
-        """For read-only use: None where an SQLite file does not exist yet (nothing is created)."""
+    def open_existing(cls, url: str, *, up_to_date: bool = False) -> Self | None:
+        """None where an SQLite file does not exist yet (nothing is created); else the store,
+        its schema brought up to date where `up_to_date` asks (a store only read needs not)."""
         engine = open_engine(url)  # connects lazily: nothing is created yet
         if engine.dialect.name == "sqlite":
             database = engine.url.database or ""
             if database in ("", ":memory:") or not Path(database).exists():
                 return None
-        return cls(engine)
+        return cls(migrated(engine) if up_to_date else engine)
 
     def close(self) -> None:
         self.engine.dispose()
