@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 
 from tests.support.configs import write_config
 from tests.support.dovecot import DovecotServer
+from tests.support.fake_gmail import FakeGmail
 from tests.support.run_server import FakeRunServer
 from tests.support.store_view import final_count, rows
 from tests.support.watchd import WatchProcess, wait_until, watchers_in_state
@@ -34,8 +36,8 @@ FAST: dict[str, object] = {
 }
 
 
-def _mail(box: str) -> bytes:
-    return f"From: a@example.com\r\nSubject: News in {box}\r\nMessage-ID: <{box}@budget.test>\r\n\r\nHi\r\n".encode()
+def _mail(tag: str) -> bytes:
+    return f"From: a@example.com\r\nSubject: News in {tag}\r\nMessage-ID: <{tag}@budget.test>\r\n\r\nHi\r\n".encode()
 
 
 def tcp_connections(pid: int, port: int) -> int:
@@ -125,3 +127,42 @@ _DECIDED_MAILBOXES = (
 def _capabilities(dovecot: DovecotServer) -> tuple[bytes, ...]:
     with dovecot.client() as client:
         return tuple(client.capabilities())
+
+
+def test_a_login_refused_past_the_servers_limit_means_fewer_connections_then_the_budget_again(
+    tmp_path: Path,
+) -> None:
+    """A server allowing three connections, one held by the user's own client: of the daemon's
+    three, one is refused (as Gmail words it). The daemon plans again with the ones that got in,
+    watches every mailbox with them, tries its whole budget again later, and decides each message
+    once through every plan."""
+    boxes = ["INBOX", "Work", "Later"]
+    watch = {**FAST, "poll_interval_s": 1, "reconnect_backoff_cap_s": 3}
+    db = tmp_path / "triage.db"
+    with FakeGmail(gmail=False, max_connections=3) as server, FakeRunServer() as runs:
+        own = IMAPClient(server.host, port=server.port, ssl=False, timeout=10)
+        own.login(server.username, server.password)
+        for box in boxes[1:]:
+            own.create_folder(box)
+        write_config(tmp_path, server, runs.url, mailboxes=boxes, max_connections=3, watch=watch)
+        with WatchProcess(tmp_path, "--verbose") as daemon:
+            daemon.wait_for_log("refused a connection past")
+            wait_until(lambda: watchers_in_state(db, "idle") == 3, 30, "every mailbox watched")
+            for n, box in enumerate(boxes):
+                server.add_message(box, _mail(f"{box}-first"), thrid=n + 1)
+                server.notify_new(box)
+            wait_until(lambda: final_count(db) == 3, 60, "the first mail of each mailbox")
+            daemon.wait_for_log("trying 3 connections again")
+            for n, box in enumerate(boxes):
+                server.add_message(box, _mail(f"{box}-second"), thrid=n + 10)
+                server.notify_new(box)
+            wait_until(lambda: final_count(db) == 6, 60, f"the second mail of each mailbox:\n{daemon.log}")
+            own.noop()  # the user's client kept its connection throughout
+            assert daemon.stop() == 0
+        own.logout()
+    warnings = [line for line in daemon.log.splitlines() if "WARNING" in line]
+    assert len([line for line in warnings if "refused a connection past" in line]) == 1, daemon.log
+    assert server.most_logged_in == 3
+    assert runs.runs == 6
+    per_mailbox = Counter(box for (box,) in rows(db, _DECIDED_MAILBOXES))
+    assert per_mailbox == Counter(boxes * 2)

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from tests.support.fake_gmail import ALL_MAIL, FakeGmail
 from triage.config import ActionSettings, ImapSettings
-from triage.errors import LoginFailed
+from triage.errors import ConnectionLimited, LoginFailed
 from triage.sources.imap import ImapSource
 
 USER, PASSWORD, TOKEN = "me@example.com", "pw", "ya29.a0-fake-gmail-token"
@@ -79,6 +79,18 @@ def test_a_password_is_refused_as_gmail_refuses_it(gmail: FakeGmail) -> None:
     with pytest.raises(LoginFailed, match="Application-specific password required"):
         ImapSource(password_settings)
     assert gmail.logins == [("LOGIN", USER, False)]
+
+
+def test_a_login_past_gmails_connection_limit_is_a_limit_not_a_wrong_credential() -> None:
+    """Gmail words it "Too many simultaneous connections": a connection to retry or do without,
+    not a refused password, which would end the daemon."""
+    with (
+        FakeGmail(username=USER, token=TOKEN, max_connections=1) as server,
+        opened(server),
+        pytest.raises(ConnectionLimited, match="Too many simultaneous connections"),
+    ):
+        ImapSource(settings(server))
+    assert not issubclass(ConnectionLimited, LoginFailed)
 
 
 def test_a_wrong_token_is_refused_and_never_shown(gmail: FakeGmail, caplog: pytest.LogCaptureFixture) -> None:

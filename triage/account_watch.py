@@ -22,6 +22,9 @@ log = logging.getLogger("triage.watch")
 
 
 class AccountWatch:
+    """An account's links, planned within its budget; planned again, with fewer connections, when
+    the server refuses one past what it allows while others are up."""
+
     def __init__(
         self,
         settings: Settings,
@@ -35,63 +38,113 @@ class AccountWatch:
         self.imap = imap
         self.watchers = {watcher.mailbox: watcher for watcher in watchers}
         self.budget = budget
-        self.stop = threading.Event()  # set by the daemon, or by a link that failed for good
+        self.stop = threading.Event()  # for good: set through halt()
         self.writable = writable
         self.label = imap.account_name
         self.links: list[Link] = []
         self.fatal: TriageError | None = None
+        self._round = threading.Event()  # ends the current links: a stop, a failure, a new plan
+        self._lowered: int | None = None  # the connections the server allowed, when it refused more
+        self._told = False  # the first refusal is logged as a warning, the ones after as debug
+        self._lock = threading.Lock()
+
+    def halt(self) -> None:
+        self.stop.set()
+        self._round.set()
 
     def run(self) -> None:
-        """Thread body: plan, then run the links until they stop."""
-        watch, budget = self.settings.watch, self.budget
-        notify = False
-        if needs_capabilities(list(self.watchers), budget, watch.mode):
-            probe = CapabilityProbe(self.label, self.settings, self.imap, self.stop)
-            probe.run()
-            if probe.fatal is not None or self.stop.is_set():
-                self.fatal = probe.fatal
+        """Thread body: plan, run the links; again with fewer connections after a refusal, and
+        with the whole budget again `watch.reconnect_backoff_cap_s` later."""
+        watch = self.settings.watch
+        notify: bool | None = None
+        while not self.stop.is_set():
+            budget = self._lowered or self.budget
+            if notify is None and needs_capabilities(list(self.watchers), budget, watch.mode):
+                probe = CapabilityProbe(self.label, self.settings, self.imap, self.stop)
+                probe.run()
+                if probe.fatal is not None or self.stop.is_set():
+                    self.fatal = probe.fatal
+                    return
+                notify = probe.notify
+            plan = plan_links(list(self.watchers), budget, watch.mode, bool(notify))
+            if plan.shared:
+                log.info(
+                    "%s: %d mailboxes over %s",
+                    self.label,
+                    len(self.watchers),
+                    plan.describe(watch.poll_interval_s),
+                )
+            self._run_round(plan)
+            if self.fatal is not None:
                 return
-            notify = probe.notify
-        plan = plan_links(list(self.watchers), budget, watch.mode, notify)
-        if plan.shared:
-            log.info(
-                "%s: %d mailboxes over %s",
-                self.label,
-                len(self.watchers),
-                plan.describe(watch.poll_interval_s),
-            )
-        self.links = self._links(plan)
+
+    def _run_round(self, plan: LinkPlan) -> None:
+        with self._lock:
+            self._round = threading.Event()
+            if self.stop.is_set():
+                return
+            self.links = self._links(plan)
         threads = [
             threading.Thread(target=link.run, name=f"watch {link.label}", daemon=True) for link in self.links
         ]
         for thread in threads:
             thread.start()
+        lowered = self._lowered is not None
+        if not self._round.wait(self.settings.watch.reconnect_backoff_cap_s if lowered else None):
+            log.debug("%s: trying %d connections again", self.label, self.budget)
+            self._lowered = None
+            self._round.set()
         for thread in threads:
             thread.join()
         self.fatal = next((link.fatal for link in self.links if link.fatal is not None), None)
 
+    def _refused(self) -> bool:
+        """A link's login was refused for the connection limit: plan with the connections that
+        are up, where any are (True: the link ends; else it retries on its own)."""
+        with self._lock:
+            up = sum(1 for link in self.links if link.up)
+            if up == 0 or self._round.is_set():
+                return False
+            self._lowered = up
+            self._round.set()
+            told, self._told = self._told, True
+        log.log(
+            logging.DEBUG if told else logging.WARNING,
+            "%s: the server refused a connection past %d (imap.max_connections = %d); watching with %d, "
+            "trying %d again every %g s",
+            self.label,
+            up,
+            self.imap.max_connections,
+            up,
+            self.budget,
+            self.settings.watch.reconnect_backoff_cap_s,
+        )
+        return True
+
     def _links(self, plan: LinkPlan) -> list[Link]:
         links: list[Link] = [
-            MailboxLink(self.watchers[name], self.stop, writable=self.writable) for name in plan.own
+            MailboxLink(self.watchers[name], self._round, writable=self.writable) for name in plan.own
         ]
-        if not plan.shared:
-            return links
-        shared = SharedMailboxes(
-            [self.watchers[name] for name in plan.shared], self.settings.watch.poll_interval_s
-        )
-        if plan.notify:
-            links.append(NotifyLink(f"{self.label} (NOTIFY)", shared, self.settings, self.imap, self.stop))
-        links += [
-            SharedLink(
-                f"{self.label} (shared {n + 1})",
-                shared,
-                self.settings,
-                self.imap,
-                self.stop,
-                writable=self.writable,
+        if plan.shared:
+            shared = SharedMailboxes(
+                [self.watchers[name] for name in plan.shared], self.settings.watch.poll_interval_s
             )
-            for n in range(plan.fetchers)
-        ]
+            if plan.notify:
+                label = f"{self.label} (NOTIFY)"
+                links.append(NotifyLink(label, shared, self.settings, self.imap, self._round))
+            links += [
+                SharedLink(
+                    f"{self.label} (shared {n + 1})",
+                    shared,
+                    self.settings,
+                    self.imap,
+                    self._round,
+                    writable=self.writable,
+                )
+                for n in range(plan.fetchers)
+            ]
+        for link in links:
+            link.on_refused = self._refused
         return links
 
 
@@ -146,6 +199,6 @@ class AccountWatches:
 
     def _stop(self, account: str) -> None:
         watch, thread = self._running.pop(account)
-        watch.stop.set()
+        watch.halt()
         thread.join(watch.imap.timeout_s)
         self._failed = self._failed or watch.fatal

@@ -165,6 +165,7 @@ class MailboxWatcher:
         self.reconnects = 0  # connections made again after one was lost (for the metrics)
         # (UIDVALIDITY, UIDNEXT) when a shared connection last caught up: unchanged, nothing is new.
         self.seen: tuple[int, int] | None = None
+        self.announced = False  # "watching (IDLE)" is logged once, however often it is re-planned
 
     def set(self, **status: Any) -> None:
         self.status.update(status)

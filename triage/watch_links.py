@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 
 from imapclient.exceptions import IMAPClientError
@@ -41,6 +42,10 @@ class Link:
         self.stop = stop
         self.writable = False  # EXAMINE unless mailbox actions change flags or move mail
         self.fatal: TriageError | None = None
+        self.up = False  # logged in now
+        # Told of a login refused for the connection limit; True: the account plans with fewer
+        # connections and this link ends, instead of knocking again.
+        self.on_refused: Callable[[], bool] | None = None
         self._ever_connected = False
         self._failures = 0
 
@@ -48,7 +53,7 @@ class Link:
         """What the connection does once logged in, until a stop request (or it is done)."""
         raise NotImplementedError
 
-    def up(self, reconnected: bool) -> None:
+    def connected(self, reconnected: bool) -> None:
         """The connection is logged in (again)."""
 
     def down(self, reason: str, failures: int) -> None:
@@ -66,6 +71,8 @@ class Link:
                     return
                 self._lost(str(exc))
             except ConnectionLimited as exc:  # the account's other clients hold what the server allows
+                if self.on_refused is not None and self.on_refused():
+                    return
                 self._lost(str(exc), "the server allows this account no more connections")
             except LINK_ERRORS as exc:
                 self._lost(_describe(exc))
@@ -81,15 +88,17 @@ class Link:
 
     def _session(self) -> None:
         source = ImapSource(self.imap, writable=self.writable)
+        self.up = True
         try:
             reconnected = self._ever_connected and self._failures > 0
             if reconnected:
                 log.info("%s: reconnected after %d attempts", self.label, self._failures)
             self._ever_connected = True
             self._failures = 0
-            self.up(reconnected)
+            self.connected(reconnected)
             self.serve(source)
         finally:
+            self.up = False
             source.close()
 
     def _fail(self, error: TriageError) -> None:
@@ -114,9 +123,8 @@ class MailboxLink(Link):
         super().__init__(watcher.label, watcher.settings, watcher.imap, stop)
         self.watcher = watcher
         self.writable = writable
-        self._announced = False
 
-    def up(self, reconnected: bool) -> None:
+    def connected(self, reconnected: bool) -> None:
         if reconnected:
             self.watcher.reconnects += 1
         self.watcher.set(state="catching-up", connected=True, failures=0, last_error=None)
@@ -130,9 +138,9 @@ class MailboxLink(Link):
         watch = self.settings.watch
         uidvalidity = self.watcher.open(source)
         use_idle = watch.mode == "idle" or (watch.mode == "auto" and source.supports_idle)
-        if not self._announced:
+        if not self.watcher.announced:
             log.info("%s: watching (%s)", self.label, "IDLE" if use_idle else "polling")
-            self._announced = True
+            self.watcher.announced = True
         while not self.stop.is_set():
             self.watcher.catch_up(source, uidvalidity, self.stop)
             if self.stop.is_set():
@@ -165,7 +173,7 @@ class SharedLink(Link):
         self.shared = shared
         self.writable = writable
 
-    def up(self, reconnected: bool) -> None:
+    def connected(self, reconnected: bool) -> None:
         self.shared.link_up(self)
 
     def down(self, reason: str, failures: int) -> None:

@@ -32,7 +32,8 @@ class LinkPlan:
             parts.append(f"NOTIFY for {len(self.shared)} mailboxes, fetched over {self.fetchers}")
         elif self.shared:
             parts.append(f"one connection checking {len(self.shared)} more every {poll_interval_s:g} s")
-        return f"{self.connections} connections: " + "; ".join(parts)
+        count = f"{self.connections} connection{'s' if self.connections != 1 else ''}"
+        return f"{count}: " + "; ".join(parts)
 
 
 def by_priority(mailboxes: list[str]) -> list[str]:

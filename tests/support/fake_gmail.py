@@ -20,13 +20,15 @@ thread per connection) speaks the part of IMAP that triage's client uses, the wa
 that hold copies (COPY makes an independent copy; EXPUNGE deletes). ``without`` drops other
 capabilities (MOVE, UIDPLUS, IDLE). Mail is held in memory: tests add messages, inspect what a
 client did (flags, labels, where a message went, ``commands``, ``logins``, ``sent_bytes``) and wake
-idling clients with ``notify_new``.
+idling clients with ``notify_new``. ``max_connections`` refuses a login past that many as Gmail
+does (``NO [ALERT] Too many simultaneous connections.``); STATUS answers MESSAGES, UIDNEXT and
+UIDVALIDITY.
 
 Not implemented: TLS and STARTTLS, APPEND and literals in commands, sequence-number (non-UID)
 FETCH/STORE/SEARCH/COPY/MOVE, ENVELOPE, ``BODY[n.MIME]`` and ``HEADER.FIELDS``, entering attached
 messages (message/rfc822 is a leaf), search keys other than ALL, NOT, OR, UID, SINCE, BEFORE, ON,
-SEEN, UNSEEN, DELETED, UNDELETED, FLAGGED, X-GM-THRID and X-GM-LABELS (no X-GM-RAW), STATUS,
-CLOSE, UNSELECT, DELETE, RENAME, LSUB, \\Recent, Gmail's other system folders (Sent, Trash...),
+SEEN, UNSEEN, DELETED, UNDELETED, FLAGGED, X-GM-THRID and X-GM-LABELS (no X-GM-RAW), CLOSE,
+UNSELECT, DELETE, RENAME, LSUB, \\Recent, Gmail's other system folders (Sent, Trash...),
 modified UTF-7 (mailbox names are kept as sent), and telling one connection about another's
 expunges (only new mail is announced: by NOOP, IDLE and notify_new).
 """
@@ -55,6 +57,8 @@ GMAIL_AUTH = ("SASL-IR", "AUTH=XOAUTH2", "AUTH=OAUTHBEARER")
 SYSTEM_FLAGS = "\\Answered \\Flagged \\Draft \\Deleted \\Seen"
 ALL_MAIL = "[Gmail]/All Mail"
 INBOX_LABEL = "\\Inbox"
+# What Gmail answers a login past the connections it allows an account.
+TOO_MANY_CONNECTIONS = "[ALERT] Too many simultaneous connections. (Failure)"
 # What Gmail answers a password login, and a refused token (the challenge, then the tagged NO).
 APP_PASSWORD_REQUIRED = "[ALERT] Application-specific password required: https://support.google.com/accounts/answer/185833 (Failure)"
 TOKEN_ERROR = base64.b64encode(
@@ -181,10 +185,14 @@ class FakeGmail:
         token: str = "ya29.fake-gmail-access-token",
         gmail: bool = True,
         without: Iterable[str] = (),
+        max_connections: int | None = None,
     ) -> None:
         dropped = {name.upper() for name in without} | (set() if gmail else {"X-GM-EXT-1"})
         self.capabilities = tuple(name for name in CAPABILITIES if name.upper() not in dropped)
         self.gmail = gmail
+        # Logged-in connections allowed at once (Gmail: 15); a login past them is refused.
+        self.max_connections = max_connections
+        self.most_logged_in = 0  # the most connections logged in at once
         self.username, self.password, self.token = username, password, token
         self.host, self.port = "127.0.0.1", 0
         self.commands: list[str] = []  # command lines received, tags stripped, credentials masked
@@ -482,6 +490,7 @@ class _Session(socketserver.StreamRequestHandler):
             "CREATE": self.cmd_create,
             "EXPUNGE": self.cmd_expunge,
             "UID": self.cmd_uid,
+            "STATUS": self.cmd_status,
         }
         if name in unauthenticated:
             return unauthenticated[name](args)
@@ -509,7 +518,8 @@ class _Session(socketserver.StreamRequestHandler):
             raise _Reply("NO", APP_PASSWORD_REQUIRED)
         if not accepted:
             raise _Reply("NO", "[AUTHENTICATIONFAILED] Invalid credentials")
-        return self.logged_in(user)
+        with self.fake.lock:
+            return self.logged_in(user)
 
     def cmd_authenticate(self, args: list[Token]) -> str:
         """XOAUTH2 or OAUTHBEARER with an access token, the initial response inline (SASL-IR) or
@@ -539,7 +549,13 @@ class _Session(socketserver.StreamRequestHandler):
             return self.logged_in(user)
 
     def logged_in(self, user: str) -> str:
+        """Called holding the fake's lock, so the count of logged-in connections is exact."""
+        logged_in = sum(1 for session in self.fake._sessions if session.user is not None)
+        limit = self.fake.max_connections
+        if limit is not None and logged_in >= limit:
+            raise _Reply("NO", TOO_MANY_CONNECTIONS)
         self.user = user
+        self.fake.most_logged_in = max(self.fake.most_logged_in, logged_in + 1)
         return f"[CAPABILITY {' '.join(self.fake.capabilities)}] {user} authenticated (Success)"
 
     def cmd_logout(self, args: list[Token]) -> str:
@@ -567,6 +583,18 @@ class _Session(socketserver.StreamRequestHandler):
             f"OK [UIDNEXT {box.uidnext}] Predicted next UID.",
         )
         return f"[{'READ-ONLY' if readonly else 'READ-WRITE'}] {name} selected. (Success)"
+
+    def cmd_status(self, args: list[Token]) -> str:
+        """MESSAGES, UIDNEXT and UIDVALIDITY, whichever are asked, in that order."""
+        name, items = _strings(args[:1], 1)[0], args[1]
+        box = self.fake._mailboxes.get(_canonical(name))
+        if box is None:
+            raise _Reply("NO", f"[NONEXISTENT] Unknown Mailbox: {name} (Failure)")
+        asked = {str(item).upper() for item in (items if isinstance(items, list) else [items])}
+        known = {"MESSAGES": len(box.messages), "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity}
+        values = " ".join(f"{key} {value}" for key, value in known.items() if key in asked)
+        self.untagged(f"STATUS {_quote(name)} ({values})")
+        return "Success"
 
     def cmd_examine(self, args: list[Token]) -> str:
         return self.cmd_select(args, readonly=True)

@@ -34,8 +34,14 @@ FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
 # Gmail's thread id: where offered, it proves which thread a message belongs to.
 GMAIL_THREAD = b"X-GM-THRID"
 _COMMAND_TIMEOUT_S = 60
-# How servers word a login refused because the account holds too many connections.
-_LIMIT_SIGNS = ("[limit]", "too many connections", "maximum number of connections")
+# How servers word a login refused because the account holds too many connections: RFC 5530's
+# [LIMIT], Dovecot's "Maximum number of connections", Gmail's "Too many simultaneous connections".
+_LIMIT_SIGNS = (
+    "[limit]",
+    "too many connections",
+    "too many simultaneous connections",
+    "maximum number of connections",
+)
 # How long one idle_check blocks: the granularity at which a watcher notices a stop request.
 _IDLE_SLICE_S = 1.0
 
@@ -347,8 +353,7 @@ def _login(client: IMAPClient, settings: ImapSettings) -> None:
 
 
 def _at_connection_limit(refusal: str) -> bool:
-    """Whether a refused login means "too many connections" (RFC 5530's [LIMIT], Dovecot's
-    "Maximum number of connections", others' "Too many connections"), not wrong credentials."""
+    """Whether a refused login means "too many connections" (_LIMIT_SIGNS), not wrong credentials."""
     lowered = refusal.lower()
     return any(sign in lowered for sign in _LIMIT_SIGNS)
 
