@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -166,3 +167,40 @@ def test_a_login_refused_past_the_servers_limit_means_fewer_connections_then_the
     assert runs.runs == 6
     per_mailbox = Counter(box for (box,) in rows(db, _DECIDED_MAILBOXES))
     assert per_mailbox == Counter(boxes * 2)
+
+
+def test_shared_connections_killed_while_mail_arrives_lose_nothing_and_run_nothing_twice(
+    tmp_path: Path, limited_dovecot: DovecotServer
+) -> None:
+    """Every IMAP session of the daemon killed twice (NOTIFY's and the fetchers', or the own and
+    the checking ones), with mail landing in every mailbox in between: each decided once."""
+    dovecot = limited_dovecot
+    watch = {**FAST, "poll_interval_s": 1}
+    db = tmp_path / "triage.db"
+    with FakeRunServer() as server:
+        write_config(
+            tmp_path,
+            dovecot,
+            server.url,
+            mailboxes=MAILBOXES,
+            max_connections=BUDGET,
+            watch=watch,
+            timeout_s=3,
+        )
+        own = dovecot.client()  # the user's, open throughout: the daemon's sessions are the others
+        users = set(dovecot.session_pids())
+        with own, WatchProcess(tmp_path) as daemon:
+            for round_no in range(2):
+                wait_until(
+                    lambda: watchers_in_state(db, "idle") == len(MAILBOXES), 60, "every mailbox watched"
+                )
+                for pid in set(dovecot.session_pids()) - users:
+                    os.kill(pid, signal.SIGKILL)
+                for box in MAILBOXES:
+                    own.append(box, _mail(f"{box}-{round_no}"))
+                expected = len(MAILBOXES) * (round_no + 1)
+                wait_until(lambda n=expected: final_count(db) == n, 60, f"round {round_no}:\n{daemon.log}")
+            assert daemon.stop() == 0
+    assert "connection lost" in daemon.log
+    assert Counter(box for (box,) in rows(db, _DECIDED_MAILBOXES)) == Counter(MAILBOXES * 2)
+    assert server.runs == 2 * len(MAILBOXES)
