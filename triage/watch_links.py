@@ -156,8 +156,8 @@ class MailboxLink(Link):
                 source.noop()
 
 
-class SharedLink(Link):
-    """A connection serving, in turn, whichever shared mailbox needs a look."""
+class SharedMailboxesLink(Link):
+    """A connection for the mailboxes that share connections."""
 
     def __init__(
         self,
@@ -167,11 +167,15 @@ class SharedLink(Link):
         imap: ImapSettings,
         stop: threading.Event,
         *,
-        writable: bool,
+        writable: bool = False,
     ) -> None:
         super().__init__(label, settings, imap, stop)
         self.shared = shared
         self.writable = writable
+
+
+class SharedLink(SharedMailboxesLink):
+    """A connection serving, in turn, whichever shared mailbox needs a look."""
 
     def connected(self, reconnected: bool) -> None:
         self.shared.link_up(self)
@@ -201,19 +205,8 @@ class SharedLink(Link):
         watcher.seen = now
 
 
-class NotifyLink(Link):
+class NotifyLink(SharedMailboxesLink):
     """A connection that only listens: NOTIFY names the shared mailboxes with news."""
-
-    def __init__(
-        self,
-        label: str,
-        shared: SharedMailboxes,
-        settings: Settings,
-        imap: ImapSettings,
-        stop: threading.Event,
-    ) -> None:
-        super().__init__(label, settings, imap, stop)
-        self.shared = shared
 
     def serve(self, source: ImapSource) -> None:
         try:
