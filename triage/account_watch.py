@@ -13,6 +13,7 @@ import threading
 
 from triage.config import ImapSettings, Settings
 from triage.errors import TriageError
+from triage.mailbox_shares import connections_each
 from triage.mailbox_watcher import MailboxWatcher
 from triage.shared_mailboxes import SharedMailboxes
 from triage.watch_links import CapabilityProbe, Link, MailboxLink, NotifyLink, SharedLink
@@ -162,9 +163,9 @@ class AccountWatches:
         running = (watch.fatal for watch, _ in self._running.values() if watch.fatal is not None)
         return self._failed or next(running, None)
 
-    def apply(self, watchers: list[MailboxWatcher], budget: int | None = None) -> set[tuple[str, str]]:
-        """Watch exactly these mailboxes, each account within `budget` connections (default its
-        imap.max_connections); return the (account, mailbox) no longer watched.
+    def apply(self, watchers: list[MailboxWatcher], daemons: int = 1) -> set[tuple[str, str]]:
+        """Watch exactly these mailboxes, each account within its part of imap.max_connections
+        among `daemons` daemons; return the (account, mailbox) no longer watched.
 
         An account whose mailboxes or budget change is stopped and started again (its links wait
         for their current batch); the others run on untouched. Blocks while one stops.
@@ -176,7 +177,7 @@ class AccountWatches:
         for account in set(self._running) | set(wanted):
             group = wanted.get(account, [])
             running = self._running.get(account)
-            limit = budget or (group[0].imap.max_connections if group else 0)
+            limit = connections_each(group[0].imap.max_connections, daemons) if group else 0
             if running is not None:
                 if set(running[0].watchers) == {w.mailbox for w in group} and running[0].budget == limit:
                     continue

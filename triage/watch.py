@@ -26,7 +26,7 @@ from triage.account_watch import AccountWatches
 from triage.clock import utc_now
 from triage.config import Settings
 from triage.errors import ConfigError, MailboxTaken, TriageError
-from triage.mailbox_shares import Mailbox, connections_each, rebalance
+from triage.mailbox_shares import Mailbox, rebalance
 from triage.mailbox_watcher import LoopBridge, MailboxWatcher, Target
 from triage.pipeline import Pipeline, Triaged
 from triage.prompt import PromptRenderer
@@ -256,8 +256,7 @@ class Daemon:
             self._watchers[key] = MailboxWatcher(self.settings, targets[key], store, bridge)
         if change.take or change.drop or lost or daemons != self._daemons:
             self._daemons = daemons
-            budget = min(connections_each(t.imap.max_connections, daemons) for t in self.targets)
-            released = await asyncio.to_thread(watches.apply, self.watchers, budget)
+            released = await asyncio.to_thread(watches.apply, self.watchers, daemons)
             for account, mailbox in released - set(self._watchers):
                 leases.release(store, account, mailbox, self.owner)
             held = ", ".join(w.label for w in self.watchers) or "none"
