@@ -135,8 +135,9 @@ def test_a_login_refused_past_the_servers_limit_means_fewer_connections_then_the
 ) -> None:
     """A server allowing three connections, one held by the user's own client: of the daemon's
     three, one is refused (as Gmail words it). The daemon plans again with the ones that got in,
-    watches every mailbox with them, tries its whole budget again later, and decides each message
-    once through every plan."""
+    watches every mailbox with them, tries its whole budget again later (a login refused for
+    another passing reason then is retried, not fatal), and decides each message once through
+    every plan."""
     boxes = ["INBOX", "Work", "Later"]
     watch = {**FAST, "poll_interval_s": 1, "reconnect_backoff_cap_s": 3}
     db = tmp_path / "triage.db"
@@ -154,6 +155,11 @@ def test_a_login_refused_past_the_servers_limit_means_fewer_connections_then_the
                 server.notify_new(box)
             wait_until(lambda: final_count(db) == 3, 60, "the first mail of each mailbox")
             daemon.wait_for_log("trying 3 connections again")
+            # A passing refusal of a login in a later plan is not a wrong password: no exit.
+            server.refuse("LOGIN")
+            wait_until(lambda: daemon.log.count("trying 3 connections again") >= 3, 60, "two more plans")
+            assert daemon.process.poll() is None, daemon.log
+            assert "Temporary System Problem" in daemon.log
             for n, box in enumerate(boxes):
                 server.add_message(box, _mail(f"{box}-second"), thrid=n + 10)
                 server.notify_new(box)

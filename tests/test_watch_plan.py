@@ -10,10 +10,14 @@ from typing import Any, cast
 
 import pytest
 
+from triage.config import ImapSettings, Settings
+from triage.errors import MailboxUnavailable
 from triage.mailbox_shares import Change, connections_each, rebalance
 from triage.mailbox_watcher import MailboxWatcher, RetrySchedule
 from triage.shared_mailboxes import SharedMailboxes
+from triage.sources.imap import ImapSource
 from triage.sources.imap_notify import mailboxes_named
+from triage.watch_links import SharedLink
 from triage.watch_plan import by_priority, needs_capabilities, plan_links
 
 TWELVE = [*(f"Project{n}" for n in range(11)), "INBOX"]
@@ -167,3 +171,59 @@ def test_shares_add_up_so_every_mailbox_finds_a_daemon() -> None:
 @pytest.mark.parametrize("budget, daemons, each", [(3, 1, 3), (3, 2, 1), (6, 3, 2), (3, 5, 1)])
 def test_each_daemon_gets_its_part_of_the_connection_budget(budget: int, daemons: int, each: int) -> None:
     assert connections_each(budget, daemons) == each
+
+
+class _Statuses:
+    """A source as a shared connection uses it: STATUS per mailbox; `missing` ones cannot be opened."""
+
+    def __init__(self, missing: tuple[str, ...] = ()) -> None:
+        self.missing = missing
+
+    def status(self, mailbox: str) -> tuple[int, int]:
+        if mailbox in self.missing:
+            raise MailboxUnavailable(f"cannot open mailbox {mailbox!r}: NONEXISTENT")
+        return (1, 5)
+
+    def select(self, mailbox: str) -> int:
+        return 1
+
+
+def _looked_at(name: str, catch_up: Any) -> Any:
+    watcher = SimpleNamespace(
+        mailbox=name, label=name, retries=RetrySchedule(60.0), status={"state": "idle"}, seen=None
+    )
+    watcher.set = watcher.status.update
+    watcher.open = lambda source: source.select(name)
+    watcher.catch_up = catch_up
+    return watcher
+
+
+def _shared_link(shared: SharedMailboxes, stop: threading.Event) -> SharedLink:
+    settings = cast(Settings, SimpleNamespace(watch=SimpleNamespace(poll_interval_s=60.0)))
+    return SharedLink("shared", shared, settings, cast(ImapSettings, None), stop, threading.Event())
+
+
+def test_a_catch_up_cut_short_leaves_the_mailbox_to_be_looked_at_again() -> None:
+    stop = threading.Event()
+    cut_short = _looked_at("A", lambda source, uidvalidity, stop_: stop.set())
+    link = _shared_link(SharedMailboxes([cut_short], 3600), stop)
+    assert link._look(cast(ImapSource, _Statuses()), cut_short) is False
+    assert cut_short.seen is None  # so the next look catches up, though STATUS has not changed
+    stop.clear()
+    whole = _looked_at("A", lambda source, uidvalidity, stop_: None)
+    assert link._look(cast(ImapSource, _Statuses()), whole) is True and whole.seen == (1, 5)
+
+
+def test_a_mailbox_that_cannot_be_opened_does_not_keep_the_others_waiting() -> None:
+    stop = threading.Event()
+    looked: list[str] = []
+
+    def catch_up(source: object, uidvalidity: int, stop_: threading.Event) -> None:
+        looked.append("Good")
+        stop.set()
+
+    broken, good = _looked_at("Broken", None), _looked_at("Good", catch_up)
+    link = _shared_link(SharedMailboxes([broken, good], 3600), stop)
+    link.serve(cast(ImapSource, _Statuses(missing=("Broken",))))
+    assert looked == ["Good"]
+    assert broken.status["state"] == "unavailable" and "NONEXISTENT" in broken.status["last_error"]

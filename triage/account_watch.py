@@ -34,9 +34,12 @@ class AccountWatch:
         *,
         budget: int,
         writable: bool,
+        logged_in: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.imap = imap
+        # Whether the account ever logged in: kept across rounds, and across restarts by AccountWatches.
+        self.logged_in = logged_in or threading.Event()
         self.watchers = {watcher.mailbox: watcher for watcher in watchers}
         self.budget = budget
         self.stop = threading.Event()  # for good: set through halt()
@@ -61,7 +64,7 @@ class AccountWatch:
         while not self.stop.is_set():
             budget = self._lowered or self.budget
             if notify is None and needs_capabilities(list(self.watchers), budget, watch.mode):
-                probe = CapabilityProbe(self.label, self.settings, self.imap, self.stop)
+                probe = CapabilityProbe(self.label, self.settings, self.imap, self.stop, self.logged_in)
                 probe.run()
                 if probe.fatal is not None or self.stop.is_set():
                     self.fatal = probe.fatal
@@ -124,7 +127,8 @@ class AccountWatch:
 
     def _links(self, plan: LinkPlan) -> list[Link]:
         links: list[Link] = [
-            MailboxLink(self.watchers[name], self._round, writable=self.writable) for name in plan.own
+            MailboxLink(self.watchers[name], self._round, self.logged_in, writable=self.writable)
+            for name in plan.own
         ]
         if plan.shared:
             shared = SharedMailboxes(
@@ -132,7 +136,7 @@ class AccountWatch:
             )
             if plan.notify:
                 label = f"{self.label} (NOTIFY)"
-                links.append(NotifyLink(label, shared, self.settings, self.imap, self._round))
+                links.append(NotifyLink(label, shared, self.settings, self.imap, self._round, self.logged_in))
             links += [
                 SharedLink(
                     f"{self.label} (shared {n + 1})",
@@ -140,6 +144,7 @@ class AccountWatch:
                     self.settings,
                     self.imap,
                     self._round,
+                    self.logged_in,
                     writable=self.writable,
                 )
                 for n in range(plan.fetchers)
@@ -156,6 +161,7 @@ class AccountWatches:
         self.settings = settings
         self.writable = writable
         self._running: dict[str, tuple[AccountWatch, threading.Thread]] = {}
+        self._logged_in: dict[str, threading.Event] = {}  # per account, across restarts
         self._failed: TriageError | None = None  # of an account watch stopped since
 
     @property
@@ -187,7 +193,12 @@ class AccountWatches:
                 }
             if group:
                 watch = AccountWatch(
-                    self.settings, group[0].imap, group, budget=limit, writable=self.writable
+                    self.settings,
+                    group[0].imap,
+                    group,
+                    budget=limit,
+                    writable=self.writable,
+                    logged_in=self._logged_in.setdefault(account, threading.Event()),
                 )
                 thread = threading.Thread(target=watch.run, name=f"watch {watch.label}", daemon=True)
                 self._running[account] = (watch, thread)
@@ -199,7 +210,9 @@ class AccountWatches:
             self._stop(account)
 
     def _stop(self, account: str) -> None:
+        """Stop an account's links and wait for them: they start no new run, and finish the runs
+        they started (within langgraph.timeout_s), so its mailboxes are never served twice."""
         watch, thread = self._running.pop(account)
         watch.halt()
-        thread.join(watch.imap.timeout_s)
+        thread.join()
         self._failed = self._failed or watch.fatal

@@ -103,22 +103,26 @@ class LoopBridge:
         self.fatal: CredentialsRefused | None = None  # stops the daemon: no retry would mend it
 
     def triage_batch(
-        self, raws: list[RawMessage], on_triaged: Callable[[Triaged], None]
+        self, raws: list[RawMessage], on_triaged: Callable[[Triaged], None], stop: threading.Event
     ) -> list[Triaged | None]:
-        """None for a message not triaged because a stop was requested (it stays unclaimed).
+        """None for a message not triaged because the daemon, or the connection asking (`stop`), is
+        stopping: it stays unclaimed, and runs already started are waited for.
 
         `on_triaged` is called on the loop's thread as each message is done, not when all are.
         """
-        return asyncio.run_coroutine_threadsafe(self._batch(raws, on_triaged), self.loop).result()
+        batch = self._batch(raws, on_triaged, stop)
+        return asyncio.run_coroutine_threadsafe(batch, self.loop).result()
 
     def retry_routing(self, account: str, mailbox: str, uidvalidity: int) -> list[RoutingJob]:
         return asyncio.run_coroutine_threadsafe(
             self.pipeline.retry_routing(account, mailbox, uidvalidity), self.loop
         ).result()
 
-    async def _one(self, raw: RawMessage, on_triaged: Callable[[Triaged], None]) -> Triaged | None:
+    async def _one(
+        self, raw: RawMessage, on_triaged: Callable[[Triaged], None], stop: threading.Event
+    ) -> Triaged | None:
         async with self.semaphore:
-            if self.stop.is_set():
+            if self.stop.is_set() or stop.is_set():
                 return None
             triaged = await self.pipeline.triage(raw)
         outcome = triaged.outcome
@@ -133,9 +137,9 @@ class LoopBridge:
         return triaged
 
     async def _batch(
-        self, raws: list[RawMessage], on_triaged: Callable[[Triaged], None]
+        self, raws: list[RawMessage], on_triaged: Callable[[Triaged], None], stop: threading.Event
     ) -> list[Triaged | None]:
-        tasks = [asyncio.create_task(self._one(raw, on_triaged)) for raw in raws]
+        tasks = [asyncio.create_task(self._one(raw, on_triaged, stop)) for raw in raws]
         self.inflight.update(tasks)
         try:
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -212,7 +216,10 @@ class MailboxWatcher:
             if stop.is_set():
                 return
             batch = todo[start : start + batch_size]
-            results = self.bridge.triage_batch(list(source.fetch(batch)), self._note)
+            raws = list(source.fetch(batch))
+            for gone in due.intersection(batch).difference(raw.uid for raw in raws):
+                self.retries.failed(gone)  # expunged since it failed: tried again later, not at once
+            results = self.bridge.triage_batch(raws, self._note, stop)
             if any(result is None for result in results):
                 return  # stopping: the rest stays for the next start
             for result in results:

@@ -49,6 +49,8 @@ class SharedMailboxes:
                     self._next_sweep = now + self.sweep_s
                 waits = [self._next_sweep - now, _STOP_CHECK_S]
                 for name, watcher in self.watchers.items():
+                    if name in self._busy:  # its retries are for the look under way
+                        continue
                     retry_in = watcher.retries.next_due_in()
                     if retry_in is not None:
                         if retry_in <= 0:

@@ -88,6 +88,7 @@ class Daemon:
         self.stop = threading.Event()
         self._inflight: set[asyncio.Task[Triaged | None]] = set()
         self._fatal: TriageError | None = None
+        self._lost: list[Mailbox] = []  # leases found lost by the heartbeats, not yet dealt with
 
     @property
     def watchers(self) -> list[MailboxWatcher]:
@@ -202,34 +203,48 @@ class Daemon:
                     await asyncio.sleep(_LEASE_WAIT_S)
 
     async def _until_stopped(self, store: Store, bridge: LoopBridge, watches: AccountWatches) -> None:
-        """Write heartbeats, divide the mailboxes where asked (and apply the retention) until a stop
-        is requested or a watcher failed."""
+        """Divide the mailboxes where asked (and apply the retention) until a stop is requested or
+        a watcher failed; the leases' heartbeats go on beside, even while an account restarts."""
+        beats = asyncio.create_task(self._beat_leases(store))
         next_purge = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                if self.settings.store.keep_bodies_days and time.monotonic() >= next_purge:
+                    next_purge = time.monotonic() + _PURGE_EVERY_S
+                    await self._purge(store, self.settings.store.keep_bodies_days)
+                lost, self._lost = self._lost, []
+                try:
+                    if self.settings.watch.divide:
+                        await self._divide(store, bridge, watches, lost)
+                    elif lost:
+                        taken = f"lost the lease on mailbox {lost[0][1]!r} to another daemon"
+                        self._fatal = MailboxTaken(taken)
+                except SQLAlchemyError as exc:
+                    self._fatal = self._fatal or store_failed(exc)
+                self._fatal = self._fatal or watches.fatal
+                if self._fatal is not None:
+                    self.stop.set()
+                    break
+                await asyncio.to_thread(self.stop.wait, self.settings.watch.heartbeat_s)
+        finally:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+
+    async def _beat_leases(self, store: Store) -> None:
+        """Each held mailbox's health, written with its lease every heartbeat; the leases lost to
+        another daemon are collected for the loop above."""
         while not self.stop.is_set():
-            if self.settings.store.keep_bodies_days and time.monotonic() >= next_purge:
-                next_purge = time.monotonic() + _PURGE_EVERY_S
-                await self._purge(store, self.settings.store.keep_bodies_days)
             try:
-                lost = self._heartbeats(store)
-                if self.settings.watch.divide:
-                    await self._divide(store, bridge, watches, lost)
-                elif lost:
-                    self._fatal = MailboxTaken(f"lost the lease on mailbox {lost[0][1]!r} to another daemon")
+                for key, watcher in list(self._watchers.items()):
+                    status = watcher.status
+                    if not leases.heartbeat(store, watcher.account, watcher.mailbox, self.owner, **status):
+                        self._lost.append(key)
             except SQLAlchemyError as exc:
                 self._fatal = self._fatal or store_failed(exc)
-            self._fatal = self._fatal or watches.fatal
-            if self._fatal is not None:
                 self.stop.set()
-                break
+                return
             await asyncio.to_thread(self.stop.wait, self.settings.watch.heartbeat_s)
-
-    def _heartbeats(self, store: Store) -> list[Mailbox]:
-        """Each held mailbox's health, written with its lease; the leases lost to another daemon."""
-        return [
-            key
-            for key, watcher in self._watchers.items()
-            if not leases.heartbeat(store, watcher.account, watcher.mailbox, self.owner, **watcher.status)
-        ]
 
     async def _divide(
         self, store: Store, bridge: LoopBridge, watches: AccountWatches, lost: list[Mailbox]
@@ -237,7 +252,8 @@ class Daemon:
         """Hold this daemon's fair share of the mailboxes (triage.mailbox_shares)."""
         watch = self.settings.watch
         for key in lost:
-            log.warning("%s: taken over by another daemon", self._watchers.pop(key).label)
+            if (gone := self._watchers.pop(key, None)) is not None:
+                log.warning("%s: taken over by another daemon", gone.label)
         daemons = max(processes.live(store, "watch", watch.lease_s), 1)
         change = rebalance(
             [t.key for t in self.targets],

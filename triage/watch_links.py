@@ -14,12 +14,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from sqlalchemy.exc import SQLAlchemyError
 
 from triage.clock import backoff_s
 from triage.config import ImapSettings, Settings
-from triage.errors import ConnectFailed, ConnectionLimited, LoginFailed, TriageError
+from triage.errors import ConnectFailed, ConnectionLimited, LoginFailed, MailboxUnavailable, TriageError
 from triage.mailbox_watcher import MailboxWatcher
 from triage.shared_mailboxes import SharedMailboxes
 from triage.sources.imap import ImapSource
@@ -35,7 +35,14 @@ _RECONNECT_BASE_S = 1.0
 class Link:
     """One connection: log in, `serve`, and reconnect with backoff when the link dies."""
 
-    def __init__(self, label: str, settings: Settings, imap: ImapSettings, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        label: str,
+        settings: Settings,
+        imap: ImapSettings,
+        stop: threading.Event,
+        logged_in: threading.Event,
+    ) -> None:
         self.label = label
         self.settings = settings
         self.imap = imap
@@ -46,15 +53,20 @@ class Link:
         # Told of a login refused for the connection limit; True: the account plans with fewer
         # connections and this link ends, instead of knocking again.
         self.on_refused: Callable[[], bool] | None = None
-        self._ever_connected = False
+        # Set once any connection to the account has logged in (shared by its links, whatever
+        # their round): a refused login after that is passing, before it a wrong credential.
+        self.logged_in = logged_in
         self._failures = 0
 
     def serve(self, source: ImapSource) -> None:
         """What the connection does once logged in, until a stop request (or it is done)."""
         raise NotImplementedError
 
-    def connected(self, reconnected: bool) -> None:
+    def connected(self) -> None:
         """The connection is logged in (again)."""
+
+    def recovered(self) -> None:
+        """The session works again after failures (see `settled`)."""
 
     def down(self, reason: str, failures: int) -> None:
         """The connection is lost, `failures` times in a row."""
@@ -66,7 +78,7 @@ class Link:
                 self._session()
                 return
             except LoginFailed as exc:
-                if not self._ever_connected:
+                if not self.logged_in.is_set():
                     self._fail(exc)
                     return
                 self._lost(str(exc))
@@ -89,17 +101,21 @@ class Link:
     def _session(self) -> None:
         source = ImapSource(self.imap, writable=self.writable)
         self.up = True
+        self.logged_in.set()
         try:
-            reconnected = self._ever_connected and self._failures > 0
-            if reconnected:
-                log.info("%s: reconnected after %d attempts", self.label, self._failures)
-            self._ever_connected = True
-            self._failures = 0
-            self.connected(reconnected)
+            self.connected()
             self.serve(source)
         finally:
             self.up = False
             source.close()
+
+    def settled(self) -> None:
+        """The session does its work (its mailbox opened, NOTIFY set): failures in a row end here,
+        so a link that logs in but cannot open its mailbox still backs off further each time."""
+        if self._failures:
+            log.info("%s: reconnected after %d attempts", self.label, self._failures)
+            self.recovered()
+        self._failures = 0
 
     def _fail(self, error: TriageError) -> None:
         self.fatal = error
@@ -119,15 +135,15 @@ class Link:
 class MailboxLink(Link):
     """A mailbox's own connection: catch up, then IDLE (or poll) until news, a retry or a stop."""
 
-    def __init__(self, watcher: MailboxWatcher, stop: threading.Event, *, writable: bool) -> None:
-        super().__init__(watcher.label, watcher.settings, watcher.imap, stop)
+    def __init__(
+        self, watcher: MailboxWatcher, stop: threading.Event, logged_in: threading.Event, *, writable: bool
+    ) -> None:
+        super().__init__(watcher.label, watcher.settings, watcher.imap, stop, logged_in)
         self.watcher = watcher
         self.writable = writable
 
-    def connected(self, reconnected: bool) -> None:
-        if reconnected:
-            self.watcher.reconnects += 1
-        self.watcher.set(state="catching-up", connected=True, failures=0, last_error=None)
+    def recovered(self) -> None:
+        self.watcher.reconnects += 1
 
     def down(self, reason: str, failures: int) -> None:
         self.watcher.set(
@@ -137,6 +153,8 @@ class MailboxLink(Link):
     def serve(self, source: ImapSource) -> None:
         watch = self.settings.watch
         uidvalidity = self.watcher.open(source)
+        self.settled()
+        self.watcher.set(state="catching-up", connected=True, failures=0, last_error=None)
         use_idle = watch.mode == "idle" or (watch.mode == "auto" and source.supports_idle)
         if not self.watcher.announced:
             log.info("%s: watching (%s)", self.label, "IDLE" if use_idle else "polling")
@@ -166,10 +184,11 @@ class SharedMailboxesLink(Link):
         settings: Settings,
         imap: ImapSettings,
         stop: threading.Event,
+        logged_in: threading.Event,
         *,
         writable: bool = False,
     ) -> None:
-        super().__init__(label, settings, imap, stop)
+        super().__init__(label, settings, imap, stop, logged_in)
         self.shared = shared
         self.writable = writable
 
@@ -177,7 +196,7 @@ class SharedMailboxesLink(Link):
 class SharedLink(SharedMailboxesLink):
     """A connection serving, in turn, whichever shared mailbox needs a look."""
 
-    def connected(self, reconnected: bool) -> None:
+    def connected(self) -> None:
         self.shared.link_up(self)
 
     def down(self, reason: str, failures: int) -> None:
@@ -186,23 +205,34 @@ class SharedLink(SharedMailboxesLink):
         )
 
     def serve(self, source: ImapSource) -> None:
+        self.settled()
         while (watcher := self.shared.take(self.stop)) is not None:
             finished = False
             try:
-                self._look(source, watcher)
-                finished = not self.stop.is_set()
+                finished = self._look(source, watcher)
+            except MailboxUnavailable as exc:  # this mailbox's trouble: the others go on
+                if watcher.status.get("state") != "unavailable":
+                    log.warning("%s: %s; checked again every %g s", watcher.label, exc, self.shared.sweep_s)
+                watcher.set(state="unavailable", last_error=str(exc))
+                finished = True  # looked at again at the next sweep, not at once
             finally:
                 self.shared.done(watcher, again=not finished)
 
-    def _look(self, source: ImapSource, watcher: MailboxWatcher) -> None:
-        """Catch up on a mailbox where STATUS shows news since the last look (or a retry is due)."""
+    def _look(self, source: ImapSource, watcher: MailboxWatcher) -> bool:
+        """Catch up on a mailbox where STATUS shows news since the last look (or a retry is due);
+        False when a stop cut the catch-up short (the mailbox still needs a look)."""
         now = source.status(watcher.mailbox)
+        if watcher.status.get("state") == "unavailable":
+            watcher.set(state="idle", last_error=None)
         retry_in = watcher.retries.next_due_in()
         if now == watcher.seen and (retry_in is None or retry_in > 0):
-            return
+            return True
         uidvalidity = watcher.open(source)
         watcher.catch_up(source, uidvalidity, self.stop)
+        if self.stop.is_set():
+            return False
         watcher.seen = now
+        return True
 
 
 class NotifyLink(SharedMailboxesLink):
@@ -210,15 +240,20 @@ class NotifyLink(SharedMailboxesLink):
 
     def serve(self, source: ImapSource) -> None:
         try:
+            if not source.supports_idle:
+                raise IMAPClientError("NOTIFY's news comes during IDLE, which the server does not offer")
             source.listen(self.shared.names)
+        except IMAPClientAbortError:
+            raise  # the link itself failed: reconnect
         except IMAPClientError as exc:
             log.warning(
-                "%s: the server refused NOTIFY (%s); checking every %g s instead",
+                "%s: NOTIFY cannot be used (%s); checking every %g s instead",
                 self.label,
                 _describe(exc),
                 self.settings.watch.poll_interval_s,
             )
             return
+        self.settled()
         self.shared.mark(self.shared.names)  # whatever came while nobody listened
         while not self.stop.is_set():
             self.shared.mark(source.wait_for_news(self.settings.watch.idle_renew_s, self.stop.is_set))

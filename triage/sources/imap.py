@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
+from imapclient.exceptions import CapabilityError, IMAPClientAbortError, IMAPClientError, LoginError
 
 from triage.config import ActionSettings, ImapSettings
 from triage.errors import (
@@ -72,6 +72,8 @@ class ImapSource:
     def select(self, mailbox: str) -> int:
         try:
             info = self._client.select_folder(mailbox, readonly=not self.writable)
+        except IMAPClientAbortError:
+            raise  # the connection failed, not the mailbox
         except IMAPClientError as exc:
             raise MailboxUnavailable(f"cannot open mailbox {mailbox!r}: {_text(exc)}") from None
         self._mailbox = mailbox
@@ -180,6 +182,8 @@ class ImapSource:
         """A mailbox's (UIDVALIDITY, UIDNEXT), without selecting it: whether it has news."""
         try:
             info = self._client.folder_status(mailbox, [b"UIDVALIDITY", b"UIDNEXT"])
+        except IMAPClientAbortError:
+            raise  # the connection failed, not the mailbox
         except IMAPClientError as exc:
             raise MailboxUnavailable(f"cannot open mailbox {mailbox!r}: {_text(exc)}") from None
         return int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"])
@@ -311,8 +315,8 @@ def _connect(settings: ImapSettings) -> NotifyingClient:
         ) from None
     except ssl.SSLError as exc:
         raise ConnectFailed(f"TLS with IMAP server {where} failed: {exc.reason}") from None
-    except TimeoutError:
-        raise TriageError(f"IMAP server {where} did not answer within {settings.timeout_s:g} s") from None
+    except TimeoutError:  # a host down or a network dropping packets: worth retrying
+        raise ConnectFailed(f"IMAP server {where} did not answer within {settings.timeout_s:g} s") from None
     except (OSError, IMAPClientError) as exc:
         raise ConnectFailed(f"cannot connect to IMAP server {where}: {_text(exc)}") from None
 
