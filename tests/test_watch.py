@@ -483,3 +483,31 @@ def test_the_daemon_applies_the_retention(
         daemon.wait_for_log("retention: forgot the bodies of 2 messages older than 5 days")
         assert daemon.stop() == 0
     assert final_count(db) == 3 and stateless_runs() == 3  # the daemon ran nothing again
+
+
+def test_mail_landing_while_the_last_one_is_carried_out_is_not_left_for_idles_renewal(
+    tmp_path: Path, dovecot: DovecotServer
+) -> None:
+    """The news of a message that lands while the daemon waits for a run comes in the reply to
+    its next command (here the flag it sets on the last one), not in IDLE: the daemon looks again
+    after any catch-up that did work, instead of idling until `watch.idle_renew_s` (10 min)."""
+    db = tmp_path / "triage.db"
+    routing = {"execute": True, "actions": {"new-task": {"add_flags": ["$Triaged"]}}}
+    with FakeRunServer(latency_s=1.0) as server:
+        write_config(tmp_path, dovecot, server.url, watch={"heartbeat_s": 0.2}, routing=routing, timeout_s=3)
+        with WatchProcess(tmp_path) as daemon:
+            daemon.wait_idle(db)
+            first, second = _plain(2)
+            dovecot.append([first])
+            pending = "SELECT count(*) FROM decisions WHERE status = 'pending'"
+            wait_until(lambda: rows(db, pending)[0][0] == 1, 30, "the first message's run under way")
+            dovecot.append([second])
+            wait_until(
+                lambda: final_count(db) == 2,
+                30,
+                f"the second message, well before IDLE's renewal:\n{daemon.log}",
+            )
+            assert daemon.stop() == 0
+    with dovecot.client() as client:
+        client.select_folder("INBOX", readonly=True)
+        assert client.search(["KEYWORD", "$Triaged"]) == [1, 2]

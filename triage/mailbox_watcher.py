@@ -191,13 +191,15 @@ class MailboxWatcher:
             )
         return uidvalidity
 
-    def catch_up(self, source: ImapSource, uidvalidity: int, stop: threading.Event) -> None:
-        """Triage every UID above the watermark, and every failed one whose retry is due."""
+    def catch_up(self, source: ImapSource, uidvalidity: int, stop: threading.Event) -> bool:
+        """Triage every UID above the watermark, and every failed one whose retry is due; whether
+        there was any (mail landing meanwhile was told in replies to its commands, and lost)."""
         self.set(state="catching-up", idle_since=None)
-        self._catch_up(source, uidvalidity, stop)
+        worked = self._catch_up(source, uidvalidity, stop)
         self.set(state="idle", idle_since=utc_now())
+        return worked
 
-    def _catch_up(self, source: ImapSource, uidvalidity: int, stop: threading.Event) -> None:
+    def _catch_up(self, source: ImapSource, uidvalidity: int, stop: threading.Event) -> bool:
         watermark = mailboxes.watermark(self.store, self.account, self.mailbox)
         fresh = source.uids_above(watermark)
         decided = mailboxes.decided_uids(self.store, self.account, self.mailbox, uidvalidity, above=watermark)
@@ -214,14 +216,14 @@ class MailboxWatcher:
         batch_size = self.imap.fetch_batch
         for start in range(0, len(todo), batch_size):
             if stop.is_set():
-                return
+                return True
             batch = todo[start : start + batch_size]
             raws = list(source.fetch(batch))
             for gone in due.intersection(batch).difference(raw.uid for raw in raws):
                 self.retries.failed(gone)  # expunged since it failed: tried again later, not at once
             results = self.bridge.triage_batch(raws, self._note, stop)
             if any(result is None for result in results):
-                return  # stopping: the rest stays for the next start
+                return True  # stopping: the rest stays for the next start
             for result in results:
                 if result is not None and result.routing is not None:
                     self.bridge.pipeline.apply_mailbox_actions(source, result.routing)
@@ -231,6 +233,7 @@ class MailboxWatcher:
                     self.store, self.account, self.mailbox, uidvalidity, highest_fresh
                 )
         self.set(backlog=len(mailboxes.unfinished_uids(self.store, self.account, self.mailbox, uidvalidity)))
+        return bool(todo)
 
     def _note(self, result: Triaged) -> None:
         """One message done (called on the loop's thread): the log line, and status at once."""

@@ -160,7 +160,8 @@ class MailboxLink(Link):
             log.info("%s: watching (%s)", self.label, "IDLE" if use_idle else "polling")
             self.watcher.announced = True
         while not self.stop.is_set():
-            self.watcher.catch_up(source, uidvalidity, self.stop)
+            if self.watcher.catch_up(source, uidvalidity, self.stop):
+                continue  # news of mail landing meanwhile came inside its commands' replies: look again
             if self.stop.is_set():
                 break
             retry_in = self.watcher.retries.next_due_in()
