@@ -114,12 +114,11 @@ class AccountWatch:
             told, self._told = self._told, True
         log.log(
             logging.DEBUG if told else logging.WARNING,
-            "%s: the server refused a connection past %d (imap.max_connections = %d); watching with %d, "
-            "trying %d again every %g s",
+            "%s: the server refused a connection past %d (imap.max_connections = %d); watching with "
+            "those, trying %d again every %g s",
             self.label,
             up,
             self.imap.max_connections,
-            up,
             self.budget,
             self.settings.watch.reconnect_backoff_cap_s,
         )

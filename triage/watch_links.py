@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 
@@ -32,7 +33,7 @@ LINK_ERRORS = (ConnectFailed, IMAPClientError, OSError)
 _RECONNECT_BASE_S = 1.0
 
 
-class Link:
+class Link(ABC):
     """One connection: log in, `serve`, and reconnect with backoff when the link dies."""
 
     def __init__(
@@ -58,17 +59,17 @@ class Link:
         self.logged_in = logged_in
         self._failures = 0
 
+    @abstractmethod
     def serve(self, source: ImapSource) -> None:
         """What the connection does once logged in, until a stop request (or it is done)."""
-        raise NotImplementedError
 
-    def connected(self) -> None:
+    def connected(self) -> None:  # noqa: B027 (a hook: nothing to do unless a link says)
         """The connection is logged in (again)."""
 
-    def recovered(self) -> None:
+    def recovered(self) -> None:  # noqa: B027
         """The session works again after failures (see `settled`)."""
 
-    def down(self, reason: str, failures: int) -> None:
+    def down(self, reason: str, failures: int) -> None:  # noqa: B027
         """The connection is lost, `failures` times in a row."""
 
     def run(self) -> None:

@@ -7,6 +7,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -60,7 +61,7 @@ class ImapSource:
         self.writable = writable
         self._mailbox = ""
         self._uidvalidity = 0
-        self._uidnext = 0  # as SELECT said it
+        self._highest_uid: int | None = None  # as SELECT said it, where it did
         self._client = _connect(settings)
         try:
             _login(self._client, settings)
@@ -70,16 +71,13 @@ class ImapSource:
         self._extra_items = [GMAIL_THREAD] if self._client.has_capability("X-GM-EXT-1") else []
 
     def select(self, mailbox: str) -> int:
-        try:
+        with _mailbox_errors(mailbox):
             info = self._client.select_folder(mailbox, readonly=not self.writable)
-        except IMAPClientAbortError:
-            raise  # the connection failed, not the mailbox
-        except IMAPClientError as exc:
-            raise MailboxUnavailable(f"cannot open mailbox {mailbox!r}: {_text(exc)}") from None
         self._mailbox = mailbox
         self._uidvalidity = int(info[b"UIDVALIDITY"])
         # The highest UID now, where SELECT says (RFC 3501 requires UIDNEXT): 0 when it is empty.
-        self._uidnext = int(info.get(b"UIDNEXT", 0)) if info.get(b"EXISTS", 1) else 1
+        uidnext = int(info.get(b"UIDNEXT", 0))
+        self._highest_uid = (uidnext - 1 if info.get(b"EXISTS", 1) else 0) if uidnext else None
         return self._uidvalidity
 
     def uids(self, since: date | None = None, before: date | None = None) -> list[int]:
@@ -162,8 +160,8 @@ class ImapSource:
     def highest_uid(self) -> int:
         """The highest UID the selected mailbox had when selected (0 when empty): UIDNEXT - 1,
         which SELECT reports (RFC 3501 requires it), else a SEARCH, whose answer lists every UID."""
-        if self._uidnext:
-            return self._uidnext - 1
+        if self._highest_uid is not None:
+            return self._highest_uid
         return max(self._client.search(["ALL"]), default=0)
 
     def uids_above(self, uid: int) -> list[int]:
@@ -180,12 +178,8 @@ class ImapSource:
 
     def status(self, mailbox: str) -> tuple[int, int]:
         """A mailbox's (UIDVALIDITY, UIDNEXT), without selecting it: whether it has news."""
-        try:
+        with _mailbox_errors(mailbox):
             info = self._client.folder_status(mailbox, [b"UIDVALIDITY", b"UIDNEXT"])
-        except IMAPClientAbortError:
-            raise  # the connection failed, not the mailbox
-        except IMAPClientError as exc:
-            raise MailboxUnavailable(f"cannot open mailbox {mailbox!r}: {_text(exc)}") from None
         return int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"])
 
     def idle_until_change(self, renew_s: float, stopping: Callable[[], bool]) -> bool:
@@ -282,6 +276,18 @@ def _gmail_thread_id(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     return int(value) if isinstance(value, bytes) and value.isdigit() else None
+
+
+@contextmanager
+def _mailbox_errors(mailbox: str) -> Iterator[None]:
+    """A mailbox the server will not open is MailboxUnavailable; a connection that failed stays
+    the connection's failure."""
+    try:
+        yield
+    except IMAPClientAbortError:
+        raise
+    except IMAPClientError as exc:
+        raise MailboxUnavailable(f"cannot open mailbox {mailbox!r}: {_text(exc)}") from None
 
 
 def check_transport(settings: ImapSettings) -> None:
