@@ -44,7 +44,7 @@ from tests.support.run_server import run_server_process
 from triage.examples import Examples
 from triage.message import Email, parse_email
 from triage.sources.files import FILES_ACCOUNT
-from triage.store import Store
+from triage.store.decisions import Store
 
 TARGET_SHARE = 0.10
 # How the stub answers: as the offline reference assistant does (no usage reported: triage counts

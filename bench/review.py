@@ -60,7 +60,7 @@ from triage.log.query import Filters, entries
 from triage.log.stats import stats
 from triage.message import Email, parse_email
 from triage.prompt import PromptRenderer
-from triage.store import Store
+from triage.store.decisions import Store
 
 RARE_WORD = "quetzal"
 COMMON_WORD = "invoice"
@@ -466,8 +466,8 @@ def _in_process(db: Path, repeat: int) -> dict[str, float]:
     """The same queries through triage.log in this (warm) process: the commands without start-up."""
     store = Store.open(f"sqlite:///{db}")
     queries: dict[str, Callable[[], object]] = {
-        "log -q rare": lambda: list(entries(store, Filters(text=RARE_WORD), limit=50)),
-        "log -q common": lambda: list(entries(store, Filters(text=COMMON_WORD), limit=50)),
+        "log -q rare": lambda: list(entries(store.engine, Filters(text=RARE_WORD), limit=50)),
+        "log -q common": lambda: list(entries(store.engine, Filters(text=COMMON_WORD), limit=50)),
         "stats": lambda: stats(store, Filters()),
     }
     try:

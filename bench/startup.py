@@ -27,7 +27,7 @@ from pathlib import Path
 
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store
+from triage.store.decisions import Claim, Outcome, Store
 
 TARGETS_MS = {"triage --help": 150.0, "triage log --limit 1": 400.0}
 

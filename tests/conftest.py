@@ -25,7 +25,7 @@ from tests.support.postgres import PostgresCluster
 from tests.support.postgres import unavailable as postgres_unavailable
 from tests.support.token_introspection import TokenIntrospection
 from triage.devserver import DevServer
-from triage.store import Store
+from triage.store.decisions import Store
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 # Fixtures that start a real server: a test asking for one is an integration test.

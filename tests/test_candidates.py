@@ -8,8 +8,9 @@ import pytest
 
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store, mailboxes
+from triage.store import mailboxes
 from triage.store import thread_registry as registry
+from triage.store.decisions import Claim, Outcome, Store
 from triage.store.thread_registry import ThreadAssignment
 from triage.threads import ThreadCandidate, subject_key, thread_id_for
 

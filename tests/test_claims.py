@@ -14,13 +14,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from tests.support.postgres import committed_rows
 from triage.message import parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Claimed, Outcome, Store, mailboxes, processes, routing_log
+from triage.store import mailboxes, processes, routing_log, tables
+from triage.store.decisions import Claim, Claimed, Outcome, Store
 from triage.store.engine import SCHEMA_HEAD
-from triage.store.models import Process
 
 LEASE_S = 30.0
 
@@ -89,36 +90,19 @@ def test_a_process_gone_from_this_host_is_reaped_at_once_and_a_silent_one_after_
     dead_pid = int(dead.stdout)
     host = first.owner.split(":")[0]
     now = datetime.now(UTC)
-    with first.sessions.begin() as session:
-        session.add(
-            Process(
-                id=f"{host}:{dead_pid}:dead",
-                host=host,
-                pid=dead_pid,
-                command="backfill",
-                started_at=now,
-                heartbeat_at=now,
-            )
-        )
-        session.add(
-            Process(
-                id="elsewhere:1:silent",
-                host="elsewhere",
-                pid=1,
-                command="watch",
-                started_at=now,
-                heartbeat_at=now - timedelta(seconds=LEASE_S + 1),
-            )
-        )
-        session.add(
-            Process(
-                id="elsewhere:2:live",
-                host="elsewhere",
-                pid=2,
-                command="watch",
-                started_at=now,
-                heartbeat_at=now,
-            )
+    silent = now - timedelta(seconds=LEASE_S + 1)
+    rows = [
+        (f"{host}:{dead_pid}:dead", host, dead_pid, "backfill", now),
+        ("elsewhere:1:silent", "elsewhere", 1, "watch", silent),
+        ("elsewhere:2:live", "elsewhere", 2, "watch", now),
+    ]
+    with first.engine.begin() as connection:
+        connection.execute(
+            insert(tables.processes),
+            [
+                {"id": id_, "host": h, "pid": pid, "command": c, "started_at": now, "heartbeat_at": beat}
+                for id_, h, pid, c, beat in rows
+            ],
         )
     assert processes.reap(first, LEASE_S) == 2
     live = {owner for (owner,) in committed_rows(first.engine.url, "SELECT id FROM processes")}
@@ -169,7 +153,7 @@ def test_processes_opening_a_fresh_store_together_migrate_it_once(
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     if database == "postgresql":
         url = request.getfixturevalue("postgres_url")
-    opener = "import sys\nfrom triage.store import Store\nStore.open(sys.argv[1]).close()\n"
+    opener = "import sys\nfrom triage.store.decisions import Store\nStore.open(sys.argv[1]).close()\n"
     started = [
         subprocess.Popen([sys.executable, "-c", opener, url], stderr=subprocess.PIPE, text=True)
         for _ in range(4)

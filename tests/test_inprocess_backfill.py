@@ -277,7 +277,7 @@ def test_the_library_drives_a_mailbox_through_the_pipeline(tmp_path: Path) -> No
     from triage.run_settings import RunsSettings
     from triage.runs import RunsClient
     from triage.sources.files import FileSource
-    from triage.store import Store
+    from triage.store.decisions import Store
 
     box = write_mbox(tmp_path / "in.mbox", [*_mail(4), b"\x00\xff not mail at all \x00" * 8])
     db = tmp_path / "triage.db"

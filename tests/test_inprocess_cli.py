@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from tests.support.inprocess import Ran, triage
 from triage.cli import SIGPIPE_STATUS
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store
+from triage.store.decisions import Claim, Outcome, Store
 
 pytestmark = pytest.mark.usefixtures("clean_triage_env")
 
@@ -278,3 +280,22 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(
     assert SIGPIPE_STATUS == 141 and _points_at_devnull(cut.fileno())
     head.file.close()
     cut.file.close()
+
+
+@pytest.mark.integration  # a fresh interpreter: what `triage log` imports, from nothing
+@pytest.mark.parametrize(
+    ("command", "subject"),
+    [(("log", "--limit", "1"), "Server said no"), (("export", "--limit", "1"), "Export fails on Mondays")],
+)
+def test_reading_the_log_loads_neither_the_orm_nor_the_repository(
+    log: Path, command: tuple[str, ...], subject: str
+) -> None:
+    probe = (
+        "import sys; from triage.cli import main; status = main(sys.argv[1:]);"
+        "loaded = {'sqlalchemy.orm', 'triage.store.models', 'triage.store.decisions'} & set(sys.modules);"
+        "print(status, sorted(loaded), file=sys.stderr)"
+    )
+    argv = [sys.executable, "-c", probe, "--config", str(log), *command]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert subject in done.stdout
+    assert done.stderr.strip() == "0 []"

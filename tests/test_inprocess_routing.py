@@ -21,7 +21,8 @@ from triage.routing import Router
 from triage.run_settings import RunsSettings
 from triage.runs import RunsClient
 from triage.sources import RawMessage
-from triage.store import Store, routing_log
+from triage.store import routing_log
+from triage.store.decisions import Store
 from triage.threads import message_key, thread_id_for
 
 pytestmark = pytest.mark.usefixtures("clean_triage_env")

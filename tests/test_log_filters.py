@@ -8,7 +8,7 @@ import pytest
 from triage.cli import main
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store
+from triage.store.decisions import Claim, Outcome, Store
 
 
 @pytest.fixture

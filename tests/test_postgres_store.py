@@ -17,7 +17,7 @@ from tests.support.inprocess import FAST_RUNS, triage, write_mbox
 from tests.support.postgres import PASSWORD, PostgresCluster, committed_rows
 from tests.support.run_server import FakeRunServer
 from triage.errors import TriageError
-from triage.store import Store
+from triage.store.decisions import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_triage_env")]
 

@@ -24,7 +24,7 @@ from triage.pipeline import Pipeline, Prepared
 from triage.prompt import PromptRenderer
 from triage.quoted import is_forward, split_quoted
 from triage.sources import RawMessage
-from triage.store import Claim, Store
+from triage.store.decisions import Claim, Store
 from triage.store.messages import stored_email
 from triage.store.models import StoredMessage
 from triage.tokens import estimate_tokens

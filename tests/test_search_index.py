@@ -21,7 +21,8 @@ from sqlalchemy import create_engine, text
 from triage.log.query import Filters, entries
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store, mailboxes
+from triage.store import mailboxes
+from triage.store.decisions import Claim, Outcome, Store
 from triage.store.engine import MIGRATIONS
 from triage.store.retention import purge
 
@@ -50,7 +51,7 @@ def _found(store: Store, words: str) -> list[int]:
             connection.execute(text(check))
         else:
             assert connection.execute(text(_STALE_DOCUMENTS)).scalar_one() == 0
-    return sorted(row["id"] for row in entries(store, Filters(text=words)))
+    return sorted(row["id"] for row in entries(store.engine, Filters(text=words)))
 
 
 def test_a_decision_is_searchable_once_decided_and_follows_every_change(any_store: Store) -> None:

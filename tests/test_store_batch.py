@@ -7,8 +7,8 @@ import pytest
 from tests.support.postgres import committed_rows
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store
 from triage.store import thread_registry as registry
+from triage.store.decisions import Claim, Outcome, Store
 from triage.store.thread_registry import ThreadAssignment
 from triage.threads import thread_id_for
 

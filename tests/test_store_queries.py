@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store, mailboxes
+from triage.store import mailboxes
+from triage.store.decisions import Claim, Outcome, Store
 
 
 def _email(uid: int) -> Email:

@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 
 from tests.support.inprocess import triage
 from tests.support.web_log import THREAD_ID, fill, fill_review_log, many, prompt_of
-from triage.log.query import explain
-from triage.store import Store
+from triage.log.explain import explain
+from triage.store.decisions import Store
 from triage.web.app import create_app
 from triage.web.charts import Series, nice_top, stacked_bars
 from triage.web.server import check_bind

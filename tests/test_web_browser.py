@@ -27,8 +27,8 @@ from tests.conftest import require
 from tests.support import browser
 from tests.support.inprocess import triage
 from tests.support.web_log import PWNED, THREAD_ID, fill_hostile_log, fill_review_log, prompt_of
-from triage.log.query import explain
-from triage.store import Store
+from triage.log.explain import explain
+from triage.store.decisions import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_triage_env")]
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.browser import WebServer
 from tests.support.web_log import fill_review_log
-from triage.store import Store
+from triage.store.decisions import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_triage_env")]
 

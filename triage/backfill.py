@@ -30,7 +30,8 @@ from triage.message import Unparseable
 from triage.pipeline import Pipeline, Prepared, Triaged
 from triage.run_replies import refused_credentials
 from triage.sources import RawMessage, Source
-from triage.store import Store, mailboxes, routing_log
+from triage.store import mailboxes, routing_log
+from triage.store.decisions import Store
 from triage.store.routing_log import RoutingJob
 
 T = TypeVar("T")

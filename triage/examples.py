@@ -22,7 +22,7 @@ from typing import Any
 
 from triage.log.labels import label
 from triage.message import Email, list_key
-from triage.store import Store
+from triage.store.decisions import Store
 from triage.store.labels import Label, last_label_id, latest_labels
 
 POOL_LIMIT = 20_000

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from triage.config import Settings
 from triage.message import Email
 from triage.sources import RawMessage
-from triage.store import Outcome
+from triage.store.decisions import Outcome
 from triage.store.labels import NewLabel
 from triage.store.moves import Earlier
 

@@ -25,7 +25,8 @@ from triage.pipeline import Pipeline, Triaged
 from triage.run_replies import refused_credentials
 from triage.sources import RawMessage
 from triage.sources.imap import ImapSource
-from triage.store import Store, mailboxes
+from triage.store import mailboxes
+from triage.store.decisions import Store
 from triage.store.routing_log import RoutingJob
 
 if TYPE_CHECKING:  # prometheus_client is there only with the `metrics` extra

@@ -19,7 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
 from triage.errors import ConfigError
-from triage.store import Outcome, Store, leases, mailboxes
+from triage.store import leases, mailboxes
+from triage.store.decisions import Outcome, Store
 
 log = logging.getLogger("triage.watch")
 

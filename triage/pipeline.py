@@ -22,7 +22,8 @@ from triage.routing import Router, apply_mailbox_actions, initial_status, may_ac
 from triage.rules import first_match
 from triage.runs import RunRef, Runs, build_request, run_is_over
 from triage.sources import RawMessage, Source
-from triage.store import Claim, Claimed, Outcome, Store, routing_log, thread_registry
+from triage.store import routing_log, thread_registry
+from triage.store.decisions import Claim, Claimed, Outcome, Store
 from triage.store.moves import COPY, MOVED, copy_of, earlier_decision
 from triage.store.routing_log import RoutingJob
 from triage.store.thread_registry import ThreadAssignment

@@ -17,7 +17,8 @@ from triage.config import ActionSettings, RoutingSettings
 from triage.errors import RunError, SourceError
 from triage.runs import Runs
 from triage.sources import RawMessage, Source
-from triage.store import Outcome, Store, routing_log
+from triage.store import routing_log
+from triage.store.decisions import Outcome, Store
 from triage.store.routing_log import RoutingJob
 from triage.threads import message_key, thread_id_for
 

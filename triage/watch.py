@@ -32,7 +32,9 @@ from triage.pipeline import Pipeline, Triaged
 from triage.prompt import PromptRenderer
 from triage.run_settings import RunsSettings
 from triage.runs import RunsClient
-from triage.store import Store, leases, processes, store_failed
+from triage.store import leases, processes
+from triage.store.decisions import Store
+from triage.store.engine import store_failed
 from triage.store.retention import purge
 
 if TYPE_CHECKING:  # prometheus_client is there only with the `metrics` extra

@@ -24,7 +24,7 @@ from triage.errors import ConnectFailed, ConnectionLimited, LoginFailed, Mailbox
 from triage.mailbox_watcher import MailboxWatcher
 from triage.shared_mailboxes import SharedMailboxes
 from triage.sources.imap import ImapSource
-from triage.store import store_failed
+from triage.store.engine import store_failed
 
 log = logging.getLogger("triage.watch")
 

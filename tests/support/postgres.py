@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import URL, create_engine, text
 
-from triage.store import Store
+from triage.store.decisions import Store
 
 if TYPE_CHECKING:
     import psycopg

@@ -18,7 +18,8 @@ from unittest import mock
 from tests.support.hostile_mail import seeds
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
-from triage.store import Claim, Outcome, Store, routing_log
+from triage.store import routing_log
+from triage.store.decisions import Claim, Outcome, Store
 from triage.store.thread_registry import ThreadAssignment
 
 THREAD_ID = "thread-export-1"

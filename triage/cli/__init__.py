@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print("triage: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from triage.store import as_store_error  # only now: it loads SQLAlchemy
+        from triage.store.engine import as_store_error  # only now: it loads SQLAlchemy
 
         failed = as_store_error(exc)
         if failed is None:

@@ -83,7 +83,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def _measured_output(settings: Settings) -> float | None:
     """The answers' average output tokens, where the store has measured any."""
     from triage.log.stats import token_totals
-    from triage.store import Store
+    from triage.store.decisions import Store
 
     store = Store.open_existing(settings.store.url)
     if store is None:
@@ -139,7 +139,8 @@ async def run_backfill(
     from triage.prompt import PromptRenderer
     from triage.run_settings import RunsSettings
     from triage.runs_worker import RunsWorker
-    from triage.store import Store, processes
+    from triage.store import processes
+    from triage.store.decisions import Store
 
     renderer = PromptRenderer(settings.prompt.template)
     mailbox_actions = source.can_act
@@ -205,7 +206,7 @@ def _verdict_line(triaged: Triaged) -> str:
 
 def _print_prepared(pipeline: Pipeline, prepared: Prepared | Unparseable) -> None:
     from triage.message import Unparseable
-    from triage.store import Outcome
+    from triage.store.decisions import Outcome
 
     if isinstance(prepared, Unparseable):
         print(f"--- unparseable: {prepared.reason}\n")

@@ -11,7 +11,7 @@ from triage.cli.log import open_log, print_essentials, print_explanation
 from triage.errors import TriageError
 
 if TYPE_CHECKING:  # at run time, each command imports what it needs when it runs (see triage.cli)
-    from triage.store import Store
+    from triage.store.decisions import Store
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +41,7 @@ def _user() -> str | None:
 
 def cmd_correct(args: argparse.Namespace) -> int:
     from triage.log.corrections import confirm, correct
-    from triage.log.query import resolve
+    from triage.log.explain import resolve
 
     if args.confirm and args.thread:
         raise TriageError("--confirm takes the recorded thread: drop --thread")
@@ -67,7 +67,7 @@ _CORRECTIONS = {"n": "new-task", "e": "existing-thread", "i": "ignore"}
 
 def cmd_review(args: argparse.Namespace) -> int:
     from triage.log.corrections import review_queue
-    from triage.log.query import explain
+    from triage.log.explain import explain
 
     done: dict[str, int] = {"accepted": 0, "corrected": 0, "skipped": 0}
     with open_log(args) as store:

@@ -22,8 +22,10 @@ from triage.errors import TriageError
 from triage.log.labels import KINDS, STATUSES
 
 if TYPE_CHECKING:  # at run time, each command imports what it needs when it runs (see triage.cli)
+    from sqlalchemy import Engine
+
     from triage.log.query import Filters
-    from triage.store import Store
+    from triage.store.decisions import Store
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,19 +84,31 @@ def filters_of(args: argparse.Namespace) -> Filters:
 
 
 @contextmanager
-def open_log(args: argparse.Namespace) -> Iterator[Store]:
-    """The configured log, brought up to date; a missing SQLite file is an error, not a new log."""
+def open_log_engine(args: argparse.Namespace) -> Iterator[Engine]:
+    """The configured log, brought up to date; a missing SQLite file is an error, not a new log.
+
+    The engine alone, for the commands that only read through SQLAlchemy Core (`log`, `export`).
+    """
     from triage.config import load_settings
-    from triage.store import Store
+    from triage.store.engine import existing_engine
 
     url = load_settings(args.config).store.url
-    store = Store.open_existing(url, up_to_date=True)
-    if store is None:
+    engine = existing_engine(url, up_to_date=True)
+    if engine is None:
         raise TriageError(f"no decision log at {url} yet: run `triage backfill` or `triage watch` first")
     try:
-        yield store
+        yield engine
     finally:
-        store.close()
+        engine.dispose()
+
+
+@contextmanager
+def open_log(args: argparse.Namespace) -> Iterator[Store]:
+    """The configured log as a Store, for the commands that write to it or load whole rows."""
+    from triage.store.decisions import Store
+
+    with open_log_engine(args) as engine:
+        yield Store(engine)
 
 
 def to_json(value: Any) -> str:
@@ -134,8 +148,8 @@ def _reader_may_leave() -> Iterator[None]:
 def cmd_log(args: argparse.Namespace) -> int:
     from triage.log.query import LOG_FIELDS, entries
 
-    with _reader_may_leave(), open_log(args) as store:
-        rows = entries(store, filters_of(args), limit=args.limit or None)
+    with _reader_may_leave(), open_log_engine(args) as engine:
+        rows = entries(engine, filters_of(args), limit=args.limit or None)
         if args.json:
             _write_jsonl(rows, sys.stdout)
         elif args.csv:
@@ -148,8 +162,8 @@ def cmd_log(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from triage.log.query import EXPORT_FIELDS, entries
 
-    with _reader_may_leave(), open_log(args) as store:
-        rows = entries(store, filters_of(args), limit=args.limit, full=True, newest_first=False)
+    with _reader_may_leave(), open_log_engine(args) as engine:
+        rows = entries(engine, filters_of(args), limit=args.limit, full=True, newest_first=False)
         out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
         try:
             count = _write_csv(rows, EXPORT_FIELDS, out) if args.format == "csv" else _write_jsonl(rows, out)
@@ -208,7 +222,7 @@ def _write_table(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from triage.log.query import explain, resolve
+    from triage.log.explain import explain, resolve
 
     with open_log(args) as store:
         entry = explain(store, resolve(store, args.ref))

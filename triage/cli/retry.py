@@ -22,7 +22,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from triage.backfill import BackfillPlan
     from triage.config import load_settings
     from triage.sources.imap import ImapSource
-    from triage.store import Store, mailboxes
+    from triage.store import mailboxes
+    from triage.store.decisions import Store
 
     settings = load_settings(args.config)
     status = 0

@@ -43,7 +43,8 @@ async def _route_account(settings: Settings, imap: ImapSettings, mailboxes: list
     from triage.run_settings import RunsSettings
     from triage.runs import RunsClient
     from triage.sources.imap import ImapSource
-    from triage.store import Store, processes
+    from triage.store import processes
+    from triage.store.decisions import Store
 
     store = Store.open(settings.store.url)
     source = ImapSource(imap, writable=settings.has_mailbox_actions)

@@ -21,7 +21,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_status(args: argparse.Namespace) -> int:
     from triage.config import load_settings
-    from triage.store import Store, leases, processes
+    from triage.store import leases, processes
+    from triage.store.decisions import Store
 
     settings = load_settings(args.config)
     store = Store.open_existing(settings.store.url)

@@ -19,9 +19,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_threads(args: argparse.Namespace) -> int:
     from triage.config import load_settings
-    from triage.store import Store
     from triage.store import thread_registry as registry
-    from triage.store.models import as_utc
+    from triage.store.decisions import Store
+    from triage.store.tables import as_utc
 
     store = Store.open_existing(load_settings(args.config).store.url)
     found = registry.list_threads(store, args.status) if store is not None else []
@@ -49,8 +49,8 @@ def cmd_threads(args: argparse.Namespace) -> int:
 
 def cmd_close(args: argparse.Namespace) -> int:
     from triage.config import load_settings
-    from triage.store import Store
     from triage.store import thread_registry as registry
+    from triage.store.decisions import Store
 
     store = Store.open(load_settings(args.config).store.url)
     try:

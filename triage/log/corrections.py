@@ -14,7 +14,7 @@ from sqlalchemy import Connection, exists, select
 from triage.decision import normalise_kind
 from triage.errors import TriageError
 from triage.log.labels import KINDS
-from triage.store import Store
+from triage.store.decisions import Store
 from triage.store.labels import add_label
 from triage.store.models import Correction, DecisionRecord
 

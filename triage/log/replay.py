@@ -26,16 +26,17 @@ from triage.config import LangGraphSettings, Settings, describe_validation_error
 from triage.errors import ConfigError, TriageError
 from triage.examples import Example
 from triage.log.labels import LABELS, label
-from triage.log.query import STREAM, Filters, LatestCorrection, filtered, latest_correction_id
+from triage.log.query import LATEST_CORRECTION, STREAM, Filters, filtered, latest_correction_id
 from triage.message import Email
 from triage.pipeline import Pipeline, Prepared, decide_without_run
 from triage.prompt import PromptRenderer
 from triage.run_settings import RunsSettings
 from triage.runs import RunsClient
 from triage.sources import RawMessage
-from triage.store import Outcome, Store
+from triage.store.decisions import Outcome, Store
 from triage.store.messages import stored_email
-from triage.store.models import DecisionRecord, StoredMessage, as_utc
+from triage.store.models import DecisionRecord, StoredMessage
+from triage.store.tables import as_utc
 from triage.threads import ThreadCandidate
 
 
@@ -205,20 +206,27 @@ def _replay_candidates(
     store: Store, filters: Filters, limit: int | None, report: ReplayReport
 ) -> Iterator[tuple[DecisionRecord, StoredMessage, Verdict | None]]:
     """Decisions whose message can be rendered again, newest first; the others counted as skipped."""
-    query = select(DecisionRecord, StoredMessage, LatestCorrection).select_from(DecisionRecord)
-    query = filtered(query, store, filters, join_message=True)
-    query = query.outerjoin(LatestCorrection, LatestCorrection.id == latest_correction_id())
+    latest = LATEST_CORRECTION.c
+    query = select(DecisionRecord, StoredMessage, latest.decision, latest.thread_id).select_from(
+        DecisionRecord
+    )
+    query = filtered(query, store.engine, filters, join_message=True)
+    query = query.outerjoin(LATEST_CORRECTION, latest.id == latest_correction_id())
     query = query.order_by(DecisionRecord.id.desc())
     if limit is not None:
         query = query.limit(limit)
     with Session(store.engine) as session:
-        for record, message, latest in session.execute(query.execution_options(**STREAM)):
+        for record, message, corrected_decision, corrected_thread in session.execute(
+            query.execution_options(**STREAM)
+        ):
             if record.status in ("unparseable", "pending"):
                 report.skipped[record.status] += 1
             elif message.body_excerpt is None:
                 report.skipped["purged"] += 1
             else:
-                corrected = Verdict.of("ok", latest.decision, latest.thread_id) if latest else None
+                corrected = (
+                    Verdict.of("ok", corrected_decision, corrected_thread) if corrected_decision else None
+                )
                 yield record, message, corrected
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, column, func, literal_column, or_, select, table
 
 from triage.errors import TriageError
-from triage.store.models import SEARCH_DOCUMENT, SEARCH_INDEX, DecisionRecord, StoredMessage
+from triage.store.tables import SEARCH_DOCUMENT, SEARCH_INDEX, decisions, messages
 
 # The dialects whose search reads the decisions table alone (no join with the messages).
 INDEXED = ("sqlite", "postgresql")
@@ -27,17 +27,12 @@ def text_condition(text: str, dialect: str) -> ColumnElement[bool]:
     if dialect == "sqlite":
         index = table(SEARCH_INDEX, column("rowid"))
         match = literal_column(SEARCH_INDEX).op("MATCH")(fts5_query(text))
-        return DecisionRecord.id.in_(select(index.c.rowid).where(match))
+        return decisions.c.id.in_(select(index.c.rowid).where(match))
     if dialect == "postgresql":
-        document: ColumnElement[Any] = literal_column(f"{DecisionRecord.__tablename__}.{SEARCH_DOCUMENT}")
+        document: ColumnElement[Any] = literal_column(f"{decisions.name}.{SEARCH_DOCUMENT}")
         return document.op("@@")(func.to_tsquery(literal_column("'simple'"), tsquery(text)))
     pattern = f"%{escape_like(text)}%"
-    searched = (
-        StoredMessage.subject,
-        StoredMessage.sender,
-        StoredMessage.body_excerpt,
-        DecisionRecord.reason,
-    )
+    searched = (messages.c.subject, messages.c.sender, messages.c.body_excerpt, decisions.c.reason)
     return or_(*(part.ilike(pattern, escape="\\") for part in searched))
 
 

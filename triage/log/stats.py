@@ -23,8 +23,9 @@ from sqlalchemy.sql.functions import FunctionElement
 from triage.config import CostSettings
 from triage.log.labels import KINDS, STATUSES, label
 from triage.log.query import Filters, filtered
-from triage.store import Store
-from triage.store.models import Correction, DailyCount, DailyLatency, DecisionRecord
+from triage.store.decisions import Store
+from triage.store.models import Correction, DecisionRecord
+from triage.store.tables import daily_counts, daily_latencies
 
 PERCENTILES = (50, 95, 99)
 _NO_RUN = "(no run)"  # the assistant and template of decisions made without a run
@@ -149,7 +150,7 @@ def token_totals(store: Store, filters: Filters | None = None) -> TokenTotals:
         func.count(d.output_tokens),
     ).select_from(d)
     with store.engine.connect() as connection:
-        row = connection.execute(filtered(query, store, filters or Filters())).one()
+        row = connection.execute(filtered(query, store.engine, filters or Filters())).one()
     return TokenTotals(*(int(value) for value in row))
 
 
@@ -225,21 +226,10 @@ def _rollups_answer(store: Store, filters: Filters) -> bool:
 
 
 def _rollup_rows(store: Store, filters: Filters) -> tuple[_Rows, _Rows]:
-    counts = select(
-        DailyCount.day,
-        DailyCount.assistant_id,
-        DailyCount.template_hash,
-        DailyCount.status,
-        DailyCount.decision,
-        DailyCount.n,
-    ).where(DailyCount.n != 0, *_day_range(DailyCount.day, filters))
-    latencies = select(
-        DailyLatency.day,
-        DailyLatency.assistant_id,
-        DailyLatency.template_hash,
-        DailyLatency.latency_ms,
-        DailyLatency.n,
-    ).where(DailyLatency.n != 0, *_day_range(DailyLatency.day, filters))
+    counts = select(daily_counts).where(daily_counts.c.n != 0, *_day_range(daily_counts.c.day, filters))
+    latencies = select(daily_latencies).where(
+        daily_latencies.c.n != 0, *_day_range(daily_latencies.c.day, filters)
+    )
     with store.engine.connect() as connection:
         return [tuple(r) for r in connection.execute(counts)], [
             tuple(r) for r in connection.execute(latencies)
@@ -277,7 +267,7 @@ def _corrections_query(keys: tuple[Any, ...]) -> Select[Any]:
 
 def _grouped(store: Store, filters: Filters, query: Select[Any]) -> list[tuple[Any, ...]]:
     columns = len(query.selected_columns) - 1  # group by everything but the count
-    query = filtered(query, store, filters).group_by(*query.selected_columns[:columns])
+    query = filtered(query, store.engine, filters).group_by(*query.selected_columns[:columns])
     with store.engine.connect() as connection:
         return [tuple(row) for row in connection.execute(query)]
 

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from triage.examples import POOL_LIMIT, Example
-from triage.store import Store
+from triage.store.decisions import Store
 from triage.store.labels import latest_labels
 
 _RULE_DECISIONS = ("new-task", "ignore")  # a rule cannot prove a thread

@@ -8,13 +8,15 @@
     routing_log.py      routing outcomes on decisions, and their claims
     leases.py           one daemon per mailbox, and its health for `triage status`
     processes.py        the processes working on the store: a claim lives as long as its owner
+    mailboxes.py        each mailbox's UIDVALIDITY and watermark, and which UIDs are decided
+    labels.py           the decisions people corrected, confirmed or re-filed
+    moves.py            the same mail seen again under another identity: moved, or a copy
+    retention.py        forgetting old mail's text, or whole rows (`triage purge`)
     conflicts.py        inserts another process may have made first
-    models.py           the tables (changed only through migrations/)
+    tables.py           the tables, in SQLAlchemy Core (changed only through migrations/)
+    models.py           the ORM classes mapped onto them, for code that loads whole rows
 
-This module only re-exports what callers use most.
+Import from the module that holds a name (`from triage.store.decisions import Store`): this
+package's own import stays empty, so a reader of the log (`triage log`) loads neither the ORM nor the
+repository.
 """
-
-from triage.store.decisions import FINAL_STATUSES, Claim, Claimed, Outcome, Store
-from triage.store.engine import as_store_error, store_failed
-
-__all__ = ["FINAL_STATUSES", "Claim", "Claimed", "Outcome", "Store", "as_store_error", "store_failed"]

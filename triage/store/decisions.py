@@ -22,11 +22,11 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, u
 
 from triage.clock import utc_now
 from triage.sources import RawMessage
-from triage.store import thread_registry
+from triage.store import tables, thread_registry
 from triage.store.conflicts import inserted, inserted_id
 from triage.store.labels import NewLabel, add_label
 from triage.store.messages import identity, write_message
-from triage.store.models import DecisionRecord, StoredMessage, table
+from triage.store.models import DecisionRecord
 from triage.store.processes import LIVE_OWNERS
 from triage.store.thread_registry import ThreadAssignment
 from triage.store.transactions import Transactions
@@ -64,8 +64,8 @@ _CARRIED_FIELDS = (
     *("assistant_id", "template_hash", "prompt", "request_metadata", "examples"),
     *("routing_status", "routing_thread_id", "routing_run_id", "routing_actions", "routing_error"),
 )
-_MESSAGES = table(StoredMessage)
-_DECISIONS = table(DecisionRecord)
+_MESSAGES = tables.messages
+_DECISIONS = tables.decisions
 # The statements every message runs, built once: building one costs more than executing it.
 # Columns come from each call's parameters; the bound names below are not column names.
 # A claim may be taken from a run that failed, or from a process that is gone (or never said who

@@ -42,6 +42,17 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+def existing_engine(url: str, *, up_to_date: bool = False) -> Engine | None:
+    """None where an SQLite file does not exist yet (nothing is created); else an engine for `url`,
+    its schema brought up to date where `up_to_date` asks (a store only read needs not)."""
+    engine = open_engine(url)  # connects lazily: nothing is created yet
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database or ""
+        if database in ("", ":memory:") or not Path(database).exists():
+            return None
+    return migrated(engine) if up_to_date else engine
+
+
 def migrated_engine(url: str) -> Engine:
     """An engine for `url` whose schema is brought up to date, by this process or another."""
     return migrated(open_engine(url))

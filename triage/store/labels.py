@@ -16,11 +16,12 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import aliased
 
 from triage.clock import utc_now
-from triage.store.models import Correction, DecisionRecord, StoredMessage, as_utc, table
+from triage.store import tables
+from triage.store.tables import as_utc
 
-_CORRECTIONS = table(Correction)
-_DECISIONS = table(DecisionRecord)
-_MESSAGES = table(StoredMessage)
+_CORRECTIONS = tables.corrections
+_DECISIONS = tables.decisions
+_MESSAGES = tables.messages
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from triage.clock import utc_now
 from triage.errors import MailboxTaken
 from triage.store.decisions import Store
-from triage.store.models import Watcher, as_utc
+from triage.store.models import Watcher
 from triage.store.processes import pid_alive
+from triage.store.tables import as_utc
 
 STATUS_FIELDS = (
     "state",

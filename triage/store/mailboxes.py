@@ -10,17 +10,18 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from triage.clock import utc_now
+from triage.store import tables
 from triage.store.conflicts import inserted
 from triage.store.decisions import FINAL_STATUSES, TAKEABLE
-from triage.store.models import DecisionRecord, MailboxState, StoredMessage, table
+from triage.store.models import DecisionRecord, MailboxState, StoredMessage
 from triage.store.processes import LIVE_OWNERS
 
 if TYPE_CHECKING:
     from triage.store.decisions import Store
 
-_MESSAGES = table(StoredMessage)
-_DECISIONS = table(DecisionRecord)
-_MAILBOXES = table(MailboxState)
+_MESSAGES = tables.messages
+_DECISIONS = tables.decisions
+_MAILBOXES = tables.mailboxes
 # Built once (see store.decisions): the bound names below are not column names.
 _UNFINISHED_MESSAGE_KEYS = select(_DECISIONS.c.message_pk).where(
     _DECISIONS.c.status.in_(("pending", "error")), TAKEABLE

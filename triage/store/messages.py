@@ -16,10 +16,12 @@ from sqlalchemy import Connection, bindparam, select, update
 from triage.clock import utc_now
 from triage.message import Address, Attachment, Email
 from triage.sources import RawMessage
+from triage.store import tables
 from triage.store.conflicts import inserted_id
-from triage.store.models import StoredMessage, as_utc, table
+from triage.store.models import StoredMessage
+from triage.store.tables import as_utc
 
-_MESSAGES = table(StoredMessage)
+_MESSAGES = tables.messages
 # Built once (see store.decisions): the bound names below are not column names.
 _UPDATE_MESSAGE = update(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_pk"))
 _MESSAGE_PK = select(_MESSAGES.c.id).where(

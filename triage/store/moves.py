@@ -16,14 +16,14 @@ from sqlalchemy import ColumnElement, and_, func, not_, select
 from sqlalchemy.orm import aliased
 
 from triage.sources import RawMessage
+from triage.store import tables
 from triage.store.decisions import FINAL_STATUSES, Store
-from triage.store.models import Correction, DecisionRecord, StoredMessage, table
 
 MOVED = "moved"  # decided_by of a sighting that is triage's own move (MOVED:ID of what it copies)
 COPY = "copy"  # decided_by of a copy of mail decided elsewhere (COPY:ID)
-_CORRECTIONS = table(Correction)
-_DECISIONS = table(DecisionRecord)
-_MESSAGES = table(StoredMessage)
+_CORRECTIONS = tables.corrections
+_DECISIONS = tables.decisions
+_MESSAGES = tables.messages
 
 
 @dataclass(frozen=True, slots=True)

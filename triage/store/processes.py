@@ -24,14 +24,14 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from triage.clock import utc_now
-from triage.store.models import Process, table
+from triage.store import tables
 
 if TYPE_CHECKING:
     from triage.store.decisions import Store
 
 log = logging.getLogger("triage.store")
 
-_PROCESSES = table(Process)
+_PROCESSES = tables.processes
 # A claim is live while its owner's row is: the statements that take claims test this.
 LIVE_OWNERS = select(_PROCESSES.c.id)
 

@@ -14,9 +14,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Select, delete, func, null, select, update
 
+from triage.store import tables
 from triage.store.decisions import Store
 from triage.store.engine import writer
-from triage.store.models import SEARCH_INDEX, Base, Correction, DecisionRecord, StoredMessage
+from triage.store.models import Correction, DecisionRecord, StoredMessage
+from triage.store.tables import SEARCH_INDEX
 
 T = TypeVar("T")
 
@@ -81,13 +83,13 @@ def _delete_rows(connection: Connection, old: Select[Any], bodies: int, prompts:
 
 def _message_references() -> list[Any]:
     """Columns of other tables than the log's own that name a message (they must not dangle)."""
-    own = {DecisionRecord.__tablename__, Correction.__tablename__}
+    own = {tables.decisions.name, tables.corrections.name}
     return [
         key.parent
-        for table in Base.metadata.tables.values()
+        for table in tables.metadata.tables.values()
         if table.name not in own
         for key in table.foreign_keys
-        if key.column.table.name == StoredMessage.__tablename__
+        if key.column.table is tables.messages
     ]
 
 
@@ -116,6 +118,6 @@ def _compact(store: Store) -> None:
 def _vacuum_postgresql(store: Store) -> None:
     """Free the dead row versions still holding the old text (and their search documents) now,
     not at autovacuum's next visit. VACUUM runs outside a transaction, and blocks no writer."""
-    tables = ", ".join(model.__tablename__ for model in (StoredMessage, DecisionRecord, Correction))
+    names = ", ".join(t.name for t in (tables.messages, tables.decisions, tables.corrections))
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql(f"VACUUM {tables}")
+        connection.exec_driver_sql(f"VACUUM {names}")

@@ -10,18 +10,20 @@ from sqlalchemy import Connection, bindparam, select, union_all, update
 
 from triage.clock import utc_now
 from triage.errors import TriageError
+from triage.store import tables
 from triage.store.conflicts import inserted
-from triage.store.models import StoredMessage, Thread, ThreadMessage, ThreadParticipant, as_utc, table
+from triage.store.models import Thread
+from triage.store.tables import as_utc
 from triage.threads import ThreadCandidate, participants, subject_key
 
 if TYPE_CHECKING:
     from triage.message import Email
     from triage.store.decisions import Claimed, Store
 
-_THREADS = table(Thread)
-_MEMBERS = table(ThreadMessage)
-_PARTICIPANTS = table(ThreadParticipant)
-_MESSAGES = table(StoredMessage)
+_THREADS = tables.threads
+_MEMBERS = tables.thread_messages
+_PARTICIPANTS = tables.thread_participants
+_MESSAGES = tables.messages
 # Built once (see triage.store): the bound names below are not column names.
 _THREAD_PARTICIPANTS = select(_THREADS.c.participants).where(_THREADS.c.id == bindparam("thread_id"))
 _TOUCH_THREAD = update(_THREADS).where(_THREADS.c.id == bindparam("thread_id"))

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Self
 
 from sqlalchemy import Connection, Engine, bindparam
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.store.engine import migrated, migrated_engine, open_engine, writer
+from triage.store.engine import existing_engine, migrated_engine, writer
 from triage.store.processes import LIVE_OWNERS, new_owner_id
 
 _OTHER_PROCESSES = LIVE_OWNERS.where(LIVE_OWNERS.selected_columns[0] != bindparam("owner")).limit(1)
@@ -46,12 +45,8 @@ class Transactions:
     def open_existing(cls, url: str, *, up_to_date: bool = False) -> Self | None:
         """None where an SQLite file does not exist yet (nothing is created); else the store,
         its schema brought up to date where `up_to_date` asks (a store only read needs not)."""
-        engine = open_engine(url)  # connects lazily: nothing is created yet
-        if engine.dialect.name == "sqlite":
-            database = engine.url.database or ""
-            if database in ("", ":memory:") or not Path(database).exists():
-                return None
-        return cls(migrated(engine) if up_to_date else engine)
+        engine = existing_engine(url, up_to_date=up_to_date)
+        return None if engine is None else cls(engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -13,7 +13,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from triage.errors import TriageError
-from triage.store import Store
+from triage.store.decisions import Store
 from triage.store.engine import one_line
 from triage.web.log_pages import correction_post, decision_page, log_page, prompt_text
 from triage.web.pages import HERE, render, store_of

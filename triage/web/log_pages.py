@@ -11,8 +11,9 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from triage.errors import TriageError
 from triage.log.corrections import confirm, correct
-from triage.log.query import entries, explain, resolve
-from triage.store import Store
+from triage.log.explain import explain, resolve
+from triage.log.query import entries
+from triage.store.decisions import Store
 from triage.web.pages import filter_values, filters_from, not_found, render, store_of
 from triage.web.security import local_path
 
@@ -26,7 +27,8 @@ def log_page(request: Request) -> Response:
     paged = "before" in request.query_params
     page: dict[str, Any] = {"values": values, "paged": paged, "rows": [], "older": None, "error": None}
     try:
-        rows = list(entries(store_of(request), filters_from(request.query_params), limit=PAGE_SIZE + 1))
+        filters = filters_from(request.query_params)
+        rows = list(entries(store_of(request).engine, filters, limit=PAGE_SIZE + 1))
     except TriageError as exc:
         return render(request, "log.html", status=400, **{**page, "error": str(exc)})
     older = {**values, "before": rows[PAGE_SIZE - 1]["id"]} if len(rows) > PAGE_SIZE else None

@@ -18,7 +18,7 @@ from starlette.templating import Jinja2Templates
 from triage.errors import TriageError
 from triage.log.labels import KINDS, STATUSES
 from triage.log.query import Filters, parse_when
-from triage.store import Store
+from triage.store.decisions import Store
 from triage.web.charts import NO_VALUE
 
 HERE = Path(__file__).parent

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from triage.log.corrections import review_queue
-from triage.log.query import explain
+from triage.log.explain import explain
 from triage.web.pages import int_param, render, store_of
 
 QUEUE_LIMIT = 500  # ids looked at per page: the queue as `triage review --limit 500` walks it

@@ -7,7 +7,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from triage.log.query import Filters, entries, explain
+from triage.log.explain import explain
+from triage.log.query import Filters, entries
 from triage.store import thread_registry
 from triage.store.models import DecisionRecord, Thread
 from triage.web.pages import int_param, render, store_of
@@ -38,5 +39,5 @@ def thread_page(request: Request) -> Response:
             select(DecisionRecord.id).where(DecisionRecord.message_pk == thread.started_by)
         )
     starter = explain(store, started_by) if started_by is not None else None
-    rows = list(entries(store, Filters(thread=thread_id), limit=THREAD_MESSAGES))
+    rows = list(entries(store.engine, Filters(thread=thread_id), limit=THREAD_MESSAGES))
     return render(request, "thread.html", thread=thread, starter=starter, rows=rows, limit=THREAD_MESSAGES)
