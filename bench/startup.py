@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -63,8 +62,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=21, help="runs of each command (default 21)")
     parser.add_argument("--decisions", type=int, default=10_000, help="decisions in the log (default 10,000)")
     args = parser.parse_args()
-    triage = shutil.which("triage")
-    prefix = [triage] if triage else [sys.executable, "-m", "triage"]
+    # The script installed beside this interpreter, as a virtualenv's PATH finds it; not a version
+    # manager's shim that PATH may find first (pyenv's costs a shell and a second process).
+    script = Path(sys.executable).with_name("triage")
+    prefix = [str(script)] if script.exists() else [sys.executable, "-m", "triage"]
     with tempfile.TemporaryDirectory(prefix="triage-startup-") as folder:
         workdir = Path(folder)
         db = workdir / "triage.db"

@@ -1,5 +1,5 @@
 """`python -m triage`."""
 
-from triage.cli import main
+from triage.cli import run
 
-raise SystemExit(main())
+run()
