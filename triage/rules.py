@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from triage.decision import DecisionKind
-from triage.message import Email
+
+if TYPE_CHECKING:  # the configuration loads this module: reading the log needs no mail parser
+    from triage.message import Email
 
 
 class Rule(BaseModel):
