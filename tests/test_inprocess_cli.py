@@ -288,12 +288,14 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(
     [(("log", "--limit", "1"), "Server said no"), (("export", "--limit", "1"), "Export fails on Mondays")],
 )
 def test_reading_the_log_starts_light(log: Path, command: tuple[str, ...], subject: str) -> None:
-    """As the executable runs it: neither SQLAlchemy's ORM nor the store's repository is loaded, the
-    collector waits for 50,000 allocations, and exit finds everything frozen (see triage.cli.run)."""
+    """As the executable runs it: neither SQLAlchemy's ORM, the store's repository nor the mail parser
+    is loaded, the collector waits for 50,000 allocations, and exit finds everything frozen (see
+    triage.cli.run)."""
     probe = (
         "import atexit, gc, sys\n"
         "def report():\n"
-        "    loaded = {'sqlalchemy.orm', 'triage.store.models', 'triage.store.decisions'} & set(sys.modules)\n"
+        "    heavy = {'sqlalchemy.orm', 'triage.store.models', 'triage.store.decisions', 'triage.message'}\n"
+        "    loaded = heavy & set(sys.modules)\n"
         "    print(sorted(loaded), gc.get_threshold()[0], gc.get_freeze_count() > 10_000, file=sys.stderr)\n"
         "atexit.register(report)\n"
         "from triage.cli import run\n"
