@@ -70,7 +70,9 @@ def main() -> int:
         workdir = Path(folder)
         db = workdir / "triage.db"
         _fill(db, args.decisions)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
+        # Bytecode cached, as a user has it: the first (warm-up) run of each command writes it.
+        dropped = ("TRIAGE_", "PYTHONDONTWRITEBYTECODE")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
         env["TRIAGE_STORE__URL"] = f"sqlite:///{db}"
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
