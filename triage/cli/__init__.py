@@ -51,7 +51,7 @@ def run() -> NoReturn:
 
     SQLAlchemy and pydantic make hundreds of thousands of objects as they load, all of them to be
     kept, and at Python's default threshold the collector walks them again and again while they
-    load, then once more at exit: about 40 % of `triage log`'s wall time (bench/startup.py). With
+    load, then once more at exit: about a third of `triage log`'s wall time (bench/startup.py). With
     a young generation of 50,000 allocations, loading triggers few collections, and young garbage
     waits a little longer to be freed (a few MB at most, in the daemon too). What is alive at the
     end is frozen, so exit does not walk it either: nothing relies on a collection at exit (Python

@@ -1,7 +1,8 @@
 """The decision log's tables, in SQLAlchemy Core. The schema is changed only through migrations.
 
-Every reader that needs no ORM (`triage log`, `export`, the hot path's statements) imports these
-alone: the ORM classes mapped onto them (store/models.py) cost a command ~100 ms of start-up.
+What needs no ORM uses these directly: `triage log` and `export`, which load neither the ORM nor
+the repository (the classes mapped onto these tables, store/models.py, cost ~100 ms of start-up),
+and the per-message statements the repository prepares once.
 """
 
 from __future__ import annotations
