@@ -4,6 +4,7 @@ through the store, `config` and its errors, and output cut short by a reader tha
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import os
@@ -14,7 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.inprocess import Ran, triage
-from triage.cli import SIGPIPE_STATUS
+from triage.cli import (
+    SIGPIPE_STATUS,
+    START_UP_S,
+    START_UP_YOUNG_GENERATION,
+    collector_set_for_start_up,
+)
 from triage.message import Email, parse_email
 from triage.sources import RawMessage
 from triage.store.decisions import Claim, Outcome, Store
@@ -282,26 +288,61 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(
     cut.file.close()
 
 
+def _executable(*argv: str) -> subprocess.CompletedProcess[str]:
+    """triage as its executable runs (triage.cli.run), in a fresh interpreter that reports, as it
+    exits, which heavy modules were loaded and how many objects run() froze."""
+    probe = (
+        "import atexit, gc, sys\n"
+        "def report():\n"
+        "    heavy = {'sqlalchemy.orm', 'triage.store.models', 'triage.store.decisions', 'triage.message'}\n"
+        "    print(sorted(heavy & set(sys.modules)), gc.get_freeze_count() > 10_000, file=sys.stderr)\n"
+        "atexit.register(report)\n"
+        "from triage.cli import run\n"
+        "run()\n"
+    )
+    return subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True)
+
+
 @pytest.mark.integration  # a fresh interpreter: what `triage log` costs, from nothing
 @pytest.mark.parametrize(
     ("command", "subject"),
     [(("log", "--limit", "1"), "Server said no"), (("export", "--limit", "1"), "Export fails on Mondays")],
 )
 def test_reading_the_log_starts_light(log: Path, command: tuple[str, ...], subject: str) -> None:
-    """As the executable runs it: neither SQLAlchemy's ORM, the store's repository nor the mail parser
-    is loaded, the collector waits for 50,000 allocations, and exit finds everything frozen (see
-    triage.cli.run)."""
-    probe = (
-        "import atexit, gc, sys\n"
-        "def report():\n"
-        "    heavy = {'sqlalchemy.orm', 'triage.store.models', 'triage.store.decisions', 'triage.message'}\n"
-        "    loaded = heavy & set(sys.modules)\n"
-        "    print(sorted(loaded), gc.get_threshold()[0], gc.get_freeze_count() > 10_000, file=sys.stderr)\n"
-        "atexit.register(report)\n"
-        "from triage.cli import run\n"
-        "run()\n"
-    )
-    argv = [sys.executable, "-c", probe, "--config", str(log), *command]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    """Neither SQLAlchemy's ORM, the store's repository nor the mail parser is loaded, and exit
+    finds everything frozen (see triage.cli.run)."""
+    done = _executable("--config", str(log), *command)
     assert subject in done.stdout
-    assert done.stderr.strip() == "[] 50000 True"
+    assert done.stderr.strip() == "[] True"
+
+
+@pytest.mark.integration  # fresh interpreters, each exiting as the executable does
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("log",),
+        ("show", "2"),
+        ("stats",),
+        ("status",),
+        ("threads",),
+        ("correct", "2", "--decision", "ignore"),
+    ],
+)
+def test_a_command_closes_the_log_it_opened(log: Path, command: tuple[str, ...]) -> None:
+    """Exit collects nothing (run() freezes it all), so a store left open would keep its SQLite
+    connection, and its WAL file would outlive the command."""
+    folder = log.parent
+    assert sorted(p.name for p in folder.glob("triage.db*")) == ["triage.db"]
+    _executable("--config", str(log), *command)
+    assert sorted(p.name for p in folder.glob("triage.db*")) == ["triage.db"]
+
+
+def test_the_collector_is_set_for_start_up_only() -> None:
+    default = gc.get_threshold()
+    try:
+        restore = collector_set_for_start_up()
+        assert gc.get_threshold() == (START_UP_YOUNG_GENERATION, *default[1:])
+        restore.join(START_UP_S + 10)
+        assert gc.get_threshold() == default
+    finally:
+        gc.set_threshold(*default)

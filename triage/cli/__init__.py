@@ -16,6 +16,7 @@ import gc
 import importlib
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import NoReturn
 
@@ -41,26 +42,39 @@ COMMAND_GROUPS = (
     "web",
 )
 SIGPIPE_STATUS = 141  # what a shell reports for a program ended by SIGPIPE
-# Allocations between two collections of the youngest generation (Python's default: 700); see run().
-_YOUNG_GENERATION = 50_000
+# Allocations between two collections of the youngest generation while a command starts (Python's
+# default: 700), and how long starting lasts; see run().
+START_UP_YOUNG_GENERATION = 50_000
+START_UP_S = 1.0
 
 
 def run() -> NoReturn:
     """The `triage` executable (and `python -m triage`): main(), with the cyclic garbage collector
-    set for a program that loads much and makes little garbage.
+    set for a program that loads much and, while it loads, makes no garbage.
 
     SQLAlchemy and pydantic make hundreds of thousands of objects as they load, all of them to be
     kept, and at Python's default threshold the collector walks them again and again while they
-    load, then once more at exit: about a third of `triage log`'s wall time (bench/startup.py). With
-    a young generation of 50,000 allocations, loading triggers few collections, and young garbage
-    waits a little longer to be freed (a few MB at most, in the daemon too). What is alive at the
-    end is frozen, so exit does not walk it either: nothing relies on a collection at exit (Python
-    promises none).
+    load, then once more at exit: about a third of `triage log`'s wall time (bench/startup.py).
+    For its first second a command collects its young generation every 50,000 allocations, then
+    at Python's default again, so a daemon collects as usual. What is alive when main() returns is
+    frozen, so exit does not walk it: commands close what they open (a SQLite connection left to
+    the collector would leave its WAL file behind), as Python promises no collection at exit.
     """
-    gc.set_threshold(_YOUNG_GENERATION, *gc.get_threshold()[1:])
+    collector_set_for_start_up()
     status = main()
     gc.freeze()
     sys.exit(status)
+
+
+def collector_set_for_start_up() -> threading.Timer:
+    """Raise the young generation's threshold now, and put Python's back after START_UP_S seconds
+    (the timer returned does it)."""
+    default = gc.get_threshold()
+    gc.set_threshold(START_UP_YOUNG_GENERATION, *default[1:])
+    restore = threading.Timer(START_UP_S, gc.set_threshold, default)
+    restore.daemon = True  # a command done sooner does not wait for it
+    restore.start()
+    return restore
 
 
 def main(argv: list[str] | None = None) -> int:

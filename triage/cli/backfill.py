@@ -149,9 +149,13 @@ async def run_backfill(
         preview = Pipeline(
             settings, renderer, None, store, mailbox_actions=mailbox_actions, dedupe=plan.dedupe
         )
-        if estimate is not None:
-            return await backfill(source, preview, plan, on_prepared=lambda p: estimate.add(preview, p))
-        return await backfill(source, preview, plan, on_prepared=lambda p: _print_prepared(preview, p))
+        try:
+            if estimate is not None:
+                return await backfill(source, preview, plan, on_prepared=lambda p: estimate.add(preview, p))
+            return await backfill(source, preview, plan, on_prepared=lambda p: _print_prepared(preview, p))
+        finally:
+            if store is not None:
+                store.close()
     store = Store.open(settings.store.url)
     progress = Progress("backfill")
     try:

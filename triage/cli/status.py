@@ -26,8 +26,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     store = Store.open_existing(settings.store.url)
-    found = leases.statuses(store) if store is not None else []
-    limits = processes.run_concurrency(store) if store is not None and found else {}
+    found: list[WatcherStatus] = []
+    limits: dict[str, int] = {}
+    if store is not None:
+        try:
+            found = leases.statuses(store)
+            limits = processes.run_concurrency(store) if found else {}
+        finally:
+            store.close()
     now = utc_now()
     stale_after = settings.watch.lease_s
     for status in found:

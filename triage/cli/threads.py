@@ -24,7 +24,12 @@ def cmd_threads(args: argparse.Namespace) -> int:
     from triage.store.tables import as_utc
 
     store = Store.open_existing(load_settings(args.config).store.url)
-    found = registry.list_threads(store, args.status) if store is not None else []
+    found = []
+    if store is not None:
+        try:
+            found = registry.list_threads(store, args.status)
+        finally:
+            store.close()
     for thread in found:
         if args.json:
             record = {

@@ -225,7 +225,9 @@ def _replay_candidates(
                 report.skipped["purged"] += 1
             else:
                 corrected = (
-                    Verdict.of("ok", corrected_decision, corrected_thread) if corrected_decision else None
+                    Verdict.of("ok", corrected_decision, corrected_thread)
+                    if corrected_decision is not None
+                    else None
                 )
                 yield record, message, corrected
 

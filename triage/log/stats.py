@@ -226,9 +226,12 @@ def _rollups_answer(store: Store, filters: Filters) -> bool:
 
 
 def _rollup_rows(store: Store, filters: Filters) -> tuple[_Rows, _Rows]:
-    counts = select(daily_counts).where(daily_counts.c.n != 0, *_day_range(daily_counts.c.day, filters))
-    latencies = select(daily_latencies).where(
-        daily_latencies.c.n != 0, *_day_range(daily_latencies.c.day, filters)
+    c, lat = daily_counts.c, daily_latencies.c
+    counts = select(c.day, c.assistant_id, c.template_hash, c.status, c.decision, c.n).where(
+        c.n != 0, *_day_range(c.day, filters)
+    )
+    latencies = select(lat.day, lat.assistant_id, lat.template_hash, lat.latency_ms, lat.n).where(
+        lat.n != 0, *_day_range(lat.day, filters)
     )
     with store.engine.connect() as connection:
         return [tuple(r) for r in connection.execute(counts)], [

@@ -1,8 +1,8 @@
 """The ORM's view of the tables (store/tables.py) for the code that loads and saves whole rows.
 
 Each class maps one table; its annotations only type the attributes, the table says the rest (a test
-keeps the two in step). Tables nothing loads as objects have no class here. The schema is changed
-only through migrations (store/migrations).
+keeps their names and optionality in step with the columns). Tables nothing loads as objects have
+no class here. The schema is changed only through migrations (store/migrations).
 """
 
 from __future__ import annotations
