@@ -85,13 +85,8 @@ def _measured_output(settings: Settings) -> float | None:
     from triage.log.stats import token_totals
     from triage.store.decisions import Store
 
-    store = Store.open_existing(settings.store.url)
-    if store is None:
-        return None
-    try:
-        return token_totals(store).output_per_run
-    finally:
-        store.close()
+    with Store.existing(settings.store.url) as store:
+        return None if store is None else token_totals(store).output_per_run
 
 
 def _backfill_source(
@@ -145,17 +140,13 @@ async def run_backfill(
     renderer = PromptRenderer(settings.prompt.template)
     mailbox_actions = source.can_act
     if plan.dry_run:
-        store = Store.open_existing(settings.store.url)
-        preview = Pipeline(
-            settings, renderer, None, store, mailbox_actions=mailbox_actions, dedupe=plan.dedupe
-        )
-        try:
+        with Store.existing(settings.store.url) as store:
+            preview = Pipeline(
+                settings, renderer, None, store, mailbox_actions=mailbox_actions, dedupe=plan.dedupe
+            )
             if estimate is not None:
                 return await backfill(source, preview, plan, on_prepared=lambda p: estimate.add(preview, p))
             return await backfill(source, preview, plan, on_prepared=lambda p: _print_prepared(preview, p))
-        finally:
-            if store is not None:
-                store.close()
     store = Store.open(settings.store.url)
     progress = Progress("backfill")
     try:

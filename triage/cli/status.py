@@ -25,15 +25,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from triage.store.decisions import Store
 
     settings = load_settings(args.config)
-    store = Store.open_existing(settings.store.url)
-    found: list[WatcherStatus] = []
-    limits: dict[str, int] = {}
-    if store is not None:
-        try:
-            found = leases.statuses(store)
-            limits = processes.run_concurrency(store) if found else {}
-        finally:
-            store.close()
+    with Store.existing(settings.store.url) as store:
+        found = leases.statuses(store) if store is not None else []
+        limits = processes.run_concurrency(store) if store is not None and found else {}
     now = utc_now()
     stale_after = settings.watch.lease_s
     for status in found:

@@ -23,13 +23,8 @@ def cmd_threads(args: argparse.Namespace) -> int:
     from triage.store.decisions import Store
     from triage.store.tables import as_utc
 
-    store = Store.open_existing(load_settings(args.config).store.url)
-    found = []
-    if store is not None:
-        try:
-            found = registry.list_threads(store, args.status)
-        finally:
-            store.close()
+    with Store.existing(load_settings(args.config).store.url) as store:
+        found = registry.list_threads(store, args.status) if store is not None else []
     for thread in found:
         if args.json:
             record = {

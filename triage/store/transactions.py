@@ -42,11 +42,17 @@ class Transactions:
         return cls(engine)
 
     @classmethod
-    def open_existing(cls, url: str, *, up_to_date: bool = False) -> Self | None:
-        """None where an SQLite file does not exist yet (nothing is created); else the store,
-        its schema brought up to date where `up_to_date` asks (a store only read needs not)."""
-        engine = existing_engine(url, up_to_date=up_to_date)
-        return None if engine is None else cls(engine)
+    @contextmanager
+    def existing(cls, url: str) -> Iterator[Self | None]:
+        """For reading: None where an SQLite file does not exist yet (nothing is created); else
+        the store, closed at the end (exit collects nothing: see triage.cli.run)."""
+        engine = existing_engine(url)
+        store = None if engine is None else cls(engine)
+        try:
+            yield store
+        finally:
+            if store is not None:
+                store.close()
 
     def close(self) -> None:
         self.engine.dispose()
